@@ -1,0 +1,228 @@
+"""The one place the nodes touch ComfyUI.
+
+Every ComfyUI service the nodes use (model folders, output folder, progress
+bar, interrupt, node text, core VIDEO type, model management) is reached
+through this module. When ComfyUI is not importable (tests, the command line,
+other programs) each service falls back to plain Python, so the pack imports
+and runs without ComfyUI.
+
+Fallback model folders: ``HUNYUAN_I2V_MODELS`` names a root folder holding
+ComfyUI-style sub folders (``diffusion_models``, ``vae``, ``text_encoders``,
+``clip_vision``, ``diffusers``, ``loras``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+try:  # ComfyUI present
+    import folder_paths as _folder_paths  # type: ignore
+    import comfy.model_management as _mm  # type: ignore
+    import comfy.utils as _comfy_utils  # type: ignore
+
+    HAVE_COMFY = True
+except Exception:  # noqa: BLE001 - any import failure means "not inside ComfyUI"
+    _folder_paths = None
+    _mm = None
+    _comfy_utils = None
+    HAVE_COMFY = False
+
+MODELS_ENV = "HUNYUAN_I2V_MODELS"
+MODEL_SUFFIXES = (".safetensors", ".sft")
+
+
+# ---------------------------------------------------------------- folders
+
+def model_folders(kind: str) -> list[Path]:
+    """Folders ComfyUI searches for models of ``kind`` (e.g. "vae")."""
+    if HAVE_COMFY:
+        try:
+            return [Path(p) for p in _folder_paths.get_folder_paths(kind)]
+        except Exception:  # noqa: BLE001 - unknown key in an old ComfyUI
+            return []
+    root = os.environ.get(MODELS_ENV)
+    return [Path(root) / kind] if root else []
+
+
+def list_model_files(kind: str) -> list[str]:
+    """Model files of ``kind`` as names relative to their folder."""
+    if HAVE_COMFY:
+        try:
+            names = _folder_paths.get_filename_list(kind)
+        except Exception:  # noqa: BLE001
+            names = []
+        return sorted(n for n in names if n.lower().endswith(MODEL_SUFFIXES))
+    names: set[str] = set()
+    for folder in model_folders(kind):
+        if folder.is_dir():
+            for path in folder.rglob("*"):
+                if path.is_file() and path.suffix.lower() in MODEL_SUFFIXES:
+                    names.add(path.relative_to(folder).as_posix())
+    return sorted(names)
+
+
+def list_diffusers_folders() -> list[str]:
+    """Diffusers-layout folders (holding ``model_index.json``).
+
+    ComfyUI's ``get_filename_list("diffusers")`` lists no folders, so this
+    walks the folders itself, as core's own diffusers loader does.
+    """
+    found: set[str] = set()
+    for folder in model_folders("diffusers"):
+        if not folder.is_dir():
+            continue
+        for index in folder.rglob("model_index.json"):
+            found.add(index.parent.relative_to(folder).as_posix())
+    return sorted(found)
+
+
+def resolve_model_path(kind: str, name: str) -> Path:
+    """Full path of ``name`` inside the ``kind`` folders, or a clear error."""
+    candidate = Path(name)
+    if candidate.is_absolute() and candidate.exists():
+        return candidate
+    if HAVE_COMFY and kind != "diffusers":
+        full = _folder_paths.get_full_path(kind, name)
+        if full:
+            return Path(full)
+    for folder in model_folders(kind):
+        path = folder / name
+        if path.exists():
+            return path
+    searched = ", ".join(str(f) for f in model_folders(kind)) or (
+        f"no folder (set {MODELS_ENV} to a models root outside ComfyUI)"
+    )
+    raise FileNotFoundError(
+        f"Model '{name}' was not found in the '{kind}' folders ({searched}). "
+        f"Put the file in ComfyUI/models/{kind}/ and press 'r' to refresh the node lists."
+    )
+
+
+def output_directory() -> Path:
+    if HAVE_COMFY:
+        return Path(_folder_paths.get_output_directory())
+    path = Path(os.environ.get("HUNYUAN_I2V_OUTPUT", Path(tempfile.gettempdir()) / "hunyuan_i2v_output"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def state_directory() -> Path:
+    """A folder for small state files (journals) that survives restarts."""
+    if HAVE_COMFY:
+        try:
+            base = Path(_folder_paths.get_user_directory())
+        except Exception:  # noqa: BLE001
+            base = Path(_folder_paths.get_temp_directory())
+    else:
+        base = Path(os.environ.get("HUNYUAN_I2V_STATE", Path(tempfile.gettempdir()) / "hunyuan_i2v_state"))
+    path = base / "hunyuan_i2v"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------- progress / stop
+
+class _NullProgress:
+    def __init__(self, total: int):
+        self.total = total
+        self.current = 0
+
+    def update_absolute(self, value: int, total: int | None = None, preview: Any = None) -> None:
+        self.current = value
+
+    def update(self, value: int) -> None:
+        self.current += value
+
+
+def progress_bar(total: int):
+    if HAVE_COMFY:
+        return _comfy_utils.ProgressBar(total)
+    return _NullProgress(total)
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception when the user pressed Cancel."""
+    if HAVE_COMFY:
+        _mm.throw_exception_if_processing_interrupted()
+
+
+def interrupt_requested() -> bool:
+    if HAVE_COMFY:
+        return bool(getattr(_mm, "processing_interrupted", lambda: False)())
+    return False
+
+
+def node_text_sender(node_id: str | None) -> Callable[[str], None]:
+    """A function that shows a line of text on the running node."""
+    if not HAVE_COMFY or node_id is None:
+        return lambda text: None
+    try:
+        from server import PromptServer  # type: ignore
+    except Exception:  # noqa: BLE001
+        return lambda text: None
+
+    def send(text: str) -> None:
+        try:
+            PromptServer.instance.send_progress_text(text, node_id)
+        except Exception:  # noqa: BLE001 - a closed websocket must not fail the job
+            pass
+
+    return send
+
+
+# ---------------------------------------------------------------- devices / memory
+
+def torch_device():
+    import torch
+
+    if HAVE_COMFY:
+        return _mm.get_torch_device()
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def offload_device():
+    import torch
+
+    if HAVE_COMFY:
+        return _mm.unet_offload_device()
+    return torch.device("cpu")
+
+
+def make_room_on_device(device, bytes_needed: int) -> None:
+    """Ask ComfyUI to unload its own models so ``bytes_needed`` fit on ``device``."""
+    if HAVE_COMFY and getattr(device, "type", "cpu") != "cpu":
+        try:
+            _mm.free_memory(bytes_needed, device)
+            _mm.soft_empty_cache()
+        except Exception:  # noqa: BLE001 - best effort; the stage itself reports OOM clearly
+            pass
+
+
+# ---------------------------------------------------------------- video type
+
+def make_video(frames, fps: float):
+    """Core's VIDEO object for ``frames`` [F, H, W, C], or None outside ComfyUI."""
+    try:
+        from comfy_api.latest import InputImpl, Types  # type: ignore
+    except Exception:  # noqa: BLE001
+        return None
+    return InputImpl.VideoFromComponents(
+        Types.VideoComponents(images=frames, frame_rate=Fraction(fps).limit_denominator(1000))
+    )
+
+
+def video_from_file(path: str | os.PathLike):
+    """Core's VIDEO object for an MP4 file, or None outside ComfyUI."""
+    try:
+        from comfy_api.latest import InputImpl  # type: ignore
+    except Exception:  # noqa: BLE001
+        return None
+    return InputImpl.VideoFromFile(str(path))
