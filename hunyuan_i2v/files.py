@@ -1,0 +1,199 @@
+"""Reading model files safely: safetensors checks, key prefixes, fp8 scales, roles.
+
+Only safetensors is read (never pickles). Files are validated before loading
+so a truncated download gets a sentence instead of a Rust panic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import torch
+
+from .errors import ModelFileError
+
+# Prefixes that wrappers (ComfyUI saves, trainers) put before every key.
+KNOWN_PREFIXES = (
+    "model.diffusion_model.",
+    "diffusion_model.",
+    "model.model.",
+    "first_stage_model.",
+    "transformer.",
+    "vae.",
+    "module.",
+)
+
+# Marker keys and their role, checked in order: the first match wins.
+_ROLE_MARKERS = (
+    ("hunyuan_transformer", ("txt_in.individual_token_refiner.", "double_blocks.0.img_attn_qkv.weight")),
+    ("hunyuan_transformer_diffusers", ("context_embedder.token_refiner.", "transformer_blocks.0.attn.to_q.weight")),
+    ("hunyuan_vae", ("encoder.down_blocks.0.resnets.0.conv1.conv.weight", "decoder.conv_in.conv.weight")),
+    ("flux_transformer", ("double_blocks.0.img_attn.qkv.weight",)),
+    ("wan_transformer", ("blocks.0.self_attn.q.weight",)),
+    ("sd_unet", ("input_blocks.0.0.weight",)),
+    ("image_vae", ("encoder.down.0.block.0.conv1.weight",)),
+    ("llama_text_encoder", ("model.layers.0.self_attn.q_proj.weight",)),
+    ("clip_vision", ("vision_model.encoder.layers.0.self_attn.q_proj.weight",)),
+    ("clip_text", ("text_model.encoder.layers.0.self_attn.q_proj.weight",)),
+)
+
+ROLE_DESCRIPTIONS = {
+    "hunyuan_transformer": "a HunyuanVideo transformer (diffusion_models)",
+    "hunyuan_transformer_diffusers": "a HunyuanVideo transformer in diffusers names (diffusion_models)",
+    "hunyuan_vae": "the HunyuanVideo VAE (vae)",
+    "flux_transformer": "a Flux-family diffusion model, not HunyuanVideo",
+    "wan_transformer": "a Wan-family video model, not HunyuanVideo",
+    "sd_unet": "a Stable Diffusion UNet, not HunyuanVideo",
+    "image_vae": "an image VAE (SD/Flux family), not the HunyuanVideo video VAE",
+    "llama_text_encoder": "a Llama text encoder (text_encoders)",
+    "clip_vision": "a CLIP vision tower (clip_vision)",
+    "clip_text": "a CLIP text encoder (text_encoders)",
+}
+
+
+def check_safetensors(path: str | os.PathLike) -> dict:
+    """Validate a safetensors file's header and size; return the parsed header.
+
+    safetensors' own loader panics with little context on a cut-off file;
+    reading the 8-byte length and the JSON header (no tensor data) lets us say
+    exactly what is wrong, cheaply, even for 26 GB files.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"Model file '{path}' does not exist. Check the name and the folder it is in.")
+    if path.is_dir():
+        raise ModelFileError(
+            f"'{path}' is a folder, not a .safetensors file. Pick a diffusers folder in the loader's folder list instead."
+        )
+    size = path.stat().st_size
+    redownload = f"Download '{path.name}' again (the copy on disk is damaged or incomplete)."
+    if size < 8:
+        raise ModelFileError(f"'{path}' is {size} bytes long, too short to be a safetensors file. {redownload}")
+    with open(path, "rb") as handle:
+        (header_len,) = struct.unpack("<Q", handle.read(8))
+        if header_len > size - 8 or header_len > 100_000_000:
+            raise ModelFileError(
+                f"'{path}' is not a valid safetensors file (header length {header_len} for a {size}-byte file). "
+                f"Only .safetensors files are supported; {redownload}"
+            )
+        raw = handle.read(header_len)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"'{path}' has a corrupt safetensors header ({exc}). {redownload}") from exc
+    data_size = size - 8 - header_len
+    needed = max((entry["data_offsets"][1] for k, entry in header.items() if k != "__metadata__"), default=0)
+    if needed > data_size:
+        raise ModelFileError(
+            f"'{path}' is truncated: its tensors need {needed:,} bytes of data but the file holds {data_size:,}. "
+            f"{redownload}"
+        )
+    return header
+
+
+def file_metadata(path: str | os.PathLike) -> dict:
+    return check_safetensors(path).get("__metadata__", {}) or {}
+
+
+def metadata_config(path: str | os.PathLike) -> dict:
+    """The JSON ``config`` entry of a file's metadata: overrides what shapes cannot tell."""
+    raw = file_metadata(path).get("config")
+    if not raw:
+        return {}
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"The 'config' metadata entry of '{path}' is not valid JSON ({exc}).") from exc
+    if not isinstance(config, dict):
+        raise ModelFileError(f"The 'config' metadata entry of '{path}' must be a JSON object.")
+    return config
+
+
+def tensor_keys(path: str | os.PathLike) -> list[str]:
+    return [k for k in check_safetensors(path) if k != "__metadata__"]
+
+
+def strip_prefix(keys: list[str]) -> str:
+    """The wrapper prefix every key shares, or ''."""
+    for prefix in KNOWN_PREFIXES:
+        if keys and all(k.startswith(prefix) for k in keys):
+            return prefix
+    return ""
+
+
+def detect_role(keys) -> str | None:
+    keys = list(keys)
+    prefix = strip_prefix(keys)
+    stripped = {k[len(prefix):] for k in keys}
+    for role, markers in _ROLE_MARKERS:
+        if any(m in stripped or any(k.startswith(m) for k in stripped) for m in markers):
+            return role
+    return None
+
+
+def load_state_dict(path: str | os.PathLike, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Load a safetensors file to CPU, strip wrapper prefixes, undo fp8 scaling, cast.
+
+    ``dtype`` casts floating tensors (fp8 storage is upcast to it); None keeps
+    stored dtypes except that fp8 becomes bfloat16 (fp8 cannot be computed in).
+    """
+    from safetensors.torch import load_file
+
+    check_safetensors(path)
+    state = load_file(str(path), device="cpu")
+    prefix = strip_prefix(list(state))
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return dequantize(state, dtype)
+
+
+_FP8_DTYPES = tuple(
+    getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+    if hasattr(torch, name)
+)
+
+
+def dequantize(state: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """Undo ComfyUI's ``scaled_fp8`` storage and cast floating tensors.
+
+    In those files ``X.weight`` is fp8 and ``X.scale_weight`` its per-tensor
+    scale; ``scale_input`` and the ``scaled_fp8`` marker are for fp8 matmuls,
+    which we do not use.
+    """
+    target = dtype or torch.bfloat16
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        if key == "scaled_fp8" or key.endswith((".scale_weight", ".scale_input")):
+            continue
+        if tensor.dtype in _FP8_DTYPES:
+            tensor = tensor.to(target)
+            scale = state.get(key[: -len("weight")] + "scale_weight") if key.endswith("weight") else None
+            if scale is not None:
+                tensor = tensor * scale.to(target)
+        elif dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        out[key] = tensor
+    return out
+
+
+def block_count(keys, prefix: str) -> int:
+    """Number of ``prefix.N.`` blocks (highest index + 1)."""
+    highest = -1
+    for key in keys:
+        if key.startswith(prefix):
+            rest = key[len(prefix):]
+            index = rest.split(".", 1)[0]
+            if index.isdigit():
+                highest = max(highest, int(index))
+    return highest + 1
+
+
+def wrong_role_error(path, role: str | None, wanted: str, folder: str) -> ModelFileError:
+    found = ROLE_DESCRIPTIONS.get(role, "not a model this pack knows") if role else "not a model this pack knows"
+    return ModelFileError(
+        f"'{Path(path).name}' is {found}, but this loader needs {wanted}. "
+        f"Pick the right file from ComfyUI/models/{folder}/."
+    )

@@ -1,0 +1,74 @@
+"""Loading the text encoders: llava-llama-3 (MLLM with its vision tower) and CLIP-L."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import ModelFileError
+
+
+@dataclass
+class TextEncoders:
+    mllm: torch.nn.Module  # transformers LlavaForConditionalGeneration
+    tokenizer: object  # Llama-3 tokenizer with <image> and pad tokens
+    clip: torch.nn.Module  # transformers CLIPTextModel
+    clip_tokenizer: object
+    image_processor: object  # CLIPImageProcessorPil for the vision tower
+    source: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.mllm.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.mllm.parameters()).dtype
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.mllm, self.clip]
+
+
+def _load_tokenizer(folder: Path, what: str):
+    from transformers import AutoTokenizer
+
+    if not folder.is_dir() or not any(folder.glob("tokenizer*")) and not (folder / "vocab.json").exists():
+        raise ModelFileError(
+            f"The {what} tokenizer is missing: '{folder}' holds no tokenizer files. "
+            "Copy the tokenizer folder of the HunyuanVideo-I2V diffusers conversion there."
+        )
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds here
+        raise ModelFileError(f"The {what} tokenizer in '{folder}' could not be read: {exc}") from exc
+
+
+def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat16) -> TextEncoders:
+    from transformers import CLIPImageProcessorPil, CLIPTextModel, LlavaForConditionalGeneration
+
+    folder = Path(folder)
+    needed = ["text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "image_processor"]
+    missing = [name for name in needed if not (folder / name).is_dir()]
+    if missing:
+        raise ModelFileError(
+            f"diffusers folder '{folder}' lacks {', '.join(missing)}/. A HunyuanVideo-I2V folder holds "
+            f"{', '.join(needed)} (the community conversion has them all)."
+        )
+    config = json.loads((folder / "text_encoder" / "config.json").read_text())
+    if config.get("model_type") != "llava":
+        raise ModelFileError(
+            f"'{folder / 'text_encoder'}' is a {config.get('model_type')} model; HunyuanVideo-I2V needs the "
+            "llava-llama-3 MLLM (model_type 'llava'). This looks like the text-to-video folder."
+        )
+    tokenizer = _load_tokenizer(folder / "tokenizer", "Llama-3")
+    clip_tokenizer = _load_tokenizer(folder / "tokenizer_2", "CLIP")
+    mllm = LlavaForConditionalGeneration.from_pretrained(folder / "text_encoder", dtype=dtype)
+    clip = CLIPTextModel.from_pretrained(folder / "text_encoder_2", dtype=dtype)
+    processor = CLIPImageProcessorPil.from_pretrained(folder / "image_processor")
+    return TextEncoders(
+        mllm.eval().requires_grad_(False), tokenizer, clip.eval().requires_grad_(False), clip_tokenizer, processor,
+        f"diffusers folder '{folder.name}'",
+    )

@@ -1,0 +1,149 @@
+"""The HunyuanVideo causal 3D VAE: loading, image encode, tiled video decode."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import files
+from .errors import ModelFileError
+
+# Not readable from tensor shapes: the real VAE's values, overridable with a
+# JSON "config" entry in the file's safetensors metadata.
+REAL_VAE_DEFAULTS = {
+    "norm_num_groups": 32,
+    "scaling_factor": 0.476986,
+    "temporal_compression_ratio": 4,
+    "act_fn": "silu",
+}
+
+
+@dataclass
+class LoadedVAE:
+    model: torch.nn.Module
+    source: str
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.model.config.scaling_factor)
+
+    @property
+    def spatial_ratio(self) -> int:
+        return int(self.model.spatial_compression_ratio)
+
+    @property
+    def temporal_ratio(self) -> int:
+        return int(self.model.temporal_compression_ratio)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.model.config.latent_channels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def set_tiling(self, enabled: bool, tile_size: int | None = None) -> None:
+        """Spatial tiles keep decode memory flat at any resolution; frames are
+        always decoded in chunks (diffusers' framewise decoding)."""
+        if enabled:
+            kwargs = {}
+            if tile_size:
+                kwargs = {
+                    "tile_sample_min_height": tile_size,
+                    "tile_sample_min_width": tile_size,
+                    "tile_sample_stride_height": tile_size * 3 // 4,
+                    "tile_sample_stride_width": tile_size * 3 // 4,
+                }
+            self.model.enable_tiling(**kwargs)
+        else:
+            self.model.disable_tiling()
+
+    @torch.no_grad()
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] in -1..1 -> scaled latent [B, C, 1, h, w] (the distribution's mode)."""
+        device = next(self.model.parameters()).device
+        video = pixels.to(device=device, dtype=self.dtype).unsqueeze(2)
+        latents = [self.model.encode(frame.unsqueeze(0)).latent_dist.mode() for frame in video]
+        return torch.cat(latents).float() * self.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latent [B, C, f, h, w] -> video [B, 3, F, H, W] in -1..1."""
+        device = next(self.model.parameters()).device
+        scaled = latents.to(device=device, dtype=self.dtype) / self.scaling_factor
+        return self.model.decode(scaled, return_dict=False)[0]
+
+
+def infer_config(keys_shapes: dict[str, tuple], overrides: dict) -> dict:
+    keys = list(keys_shapes)
+    blocks = files.block_count(keys, "encoder.down_blocks.")
+    channels = [keys_shapes[f"encoder.down_blocks.{i}.resnets.0.conv2.conv.weight"][0] for i in range(blocks)]
+    downsamplers = sum(1 for i in range(blocks) if f"encoder.down_blocks.{i}.downsamplers.0.conv.conv.weight" in keys)
+    config = {
+        "in_channels": keys_shapes["encoder.conv_in.conv.weight"][1],
+        "out_channels": keys_shapes["decoder.conv_out.conv.weight"][0],
+        "latent_channels": keys_shapes["decoder.conv_in.conv.weight"][1],
+        "down_block_types": ["HunyuanVideoDownBlock3D"] * blocks,
+        "up_block_types": ["HunyuanVideoUpBlock3D"] * blocks,
+        "block_out_channels": channels,
+        "layers_per_block": files.block_count(keys, "encoder.down_blocks.0.resnets."),
+        "spatial_compression_ratio": 2 ** downsamplers,
+        "mid_block_add_attention": any(k.startswith("encoder.mid_block.attentions.") for k in keys),
+        **REAL_VAE_DEFAULTS,
+    }
+    config.update({k: v for k, v in overrides.items() if not k.startswith("_")})
+    bad = [c for c in channels if c % config["norm_num_groups"]]
+    if bad:
+        raise ModelFileError(
+            f"The VAE's channel counts {channels} are not divisible by norm_num_groups={config['norm_num_groups']}. "
+            "Add a JSON 'config' entry with the right 'norm_num_groups' to the file's safetensors metadata."
+        )
+    return config
+
+
+def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedVAE:
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    path = Path(path)
+    keys = files.tensor_keys(path)
+    role = files.detect_role(keys)
+    if role != "hunyuan_vae":
+        raise files.wrong_role_error(path, role, "the HunyuanVideo VAE (hunyuan_video_vae_bf16.safetensors)", "vae")
+    state = files.load_state_dict(path, dtype)
+    config = infer_config({k: tuple(v.shape) for k, v in state.items()}, files.metadata_config(path))
+    with torch.device("meta"):
+        model = AutoencoderKLHunyuanVideo(**config)
+    expected = set(model.state_dict())
+    missing, unexpected = expected - set(state), set(state) - expected
+    if missing or unexpected:
+        raise ModelFileError(
+            f"'{path.name}' does not match the HunyuanVideo VAE layout ({len(missing)} missing tensors, e.g. "
+            f"{sorted(missing)[:3]}; {len(unexpected)} unexpected, e.g. {sorted(unexpected)[:3]})."
+        )
+    model.load_state_dict(state, assign=True)
+    return LoadedVAE(model.eval().requires_grad_(False), f"'{path.name}'")
+
+
+def load_diffusers_folder(folder: str | Path, dtype: torch.dtype) -> LoadedVAE:
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    folder = Path(folder)
+    sub = folder / "vae"
+    if not (sub / "config.json").exists():
+        raise ModelFileError(f"'{folder}' has no vae/config.json; it is not a complete HunyuanVideo diffusers folder.")
+    cls = json.loads((sub / "config.json").read_text()).get("_class_name")
+    if cls and cls != "AutoencoderKLHunyuanVideo":
+        raise ModelFileError(f"'{sub}' holds a {cls}, not the HunyuanVideo VAE (AutoencoderKLHunyuanVideo).")
+    model = AutoencoderKLHunyuanVideo.from_pretrained(sub, dtype=dtype)
+    return LoadedVAE(model.eval().requires_grad_(False), f"diffusers folder '{folder.name}'")
+
+
+def load_vae(path: str | Path, dtype: torch.dtype = torch.float32, tiling: bool = True) -> LoadedVAE:
+    path = Path(path)
+    vae = load_diffusers_folder(path, dtype) if path.is_dir() else load_single_file(path, dtype)
+    vae.set_tiling(tiling)
+    return vae
