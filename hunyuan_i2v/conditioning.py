@@ -66,6 +66,7 @@ class I2VConditioning:
     width: int
     height: int
     start_image: torch.Tensor  # [1, H, W, 3] the cropped start image, 0..1
+    latent_scale: float  # the VAE's scaling factor (LATENT outputs hold unscaled latents, as ComfyUI's do)
 
 
 @dataclass(frozen=True)
@@ -174,4 +175,6 @@ def encode(
         # As in the reference, the negative branch sees a black image of the same size.
         negative = encode_prompt(encoders, black_image_like(start.pil), negative_prompt)
     image_latent = vae.encode_image(start.pixels_signed())
-    return I2VConditioning(positive, negative, image_latent, start.width, start.height, start.tensor)
+    return I2VConditioning(
+        positive, negative, image_latent, start.width, start.height, start.tensor, vae.scaling_factor
+    )

@@ -31,6 +31,7 @@ class LoadedTransformer:
     source: str
     compute_dtype: torch.dtype
     notes: list[str] = field(default_factory=list)
+    offload_mode: str = "model"  # see acceleration.OFFLOAD_MODES
 
     @property
     def latent_channels(self) -> int:

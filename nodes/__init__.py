@@ -4,6 +4,8 @@ from importlib import import_module
 
 # One module per role; each defines NODE_CLASS_MAPPINGS / NODE_DISPLAY_NAME_MAPPINGS.
 _NODE_MODULES = (
+    "loaders",
+    "local",
 )
 
 NODE_CLASS_MAPPINGS: dict = {}

@@ -226,3 +226,27 @@ def video_from_file(path: str | os.PathLike):
     except Exception:  # noqa: BLE001
         return None
     return InputImpl.VideoFromFile(str(path))
+
+
+# ---------------------------------------------------------------- previews
+
+def latent_previewer(device=None) -> Callable[[Any], Any] | None:
+    """A function turning a HunyuanVideo latent estimate into a progress-bar
+    preview, using ComfyUI's own previewer and latent colour factors."""
+    if not HAVE_COMFY:
+        return None
+    try:
+        import latent_preview  # type: ignore
+        from comfy import latent_formats  # type: ignore
+
+        previewer = latent_preview.get_previewer(device or torch_device(), latent_formats.HunyuanVideo())
+    except Exception:  # noqa: BLE001 - previews are optional
+        return None
+    if previewer is None:
+        return None
+
+    def preview(x0):
+        middle = x0.shape[2] // 2  # the first latent frame is the input image itself
+        return previewer.decode_latent_to_preview_image("JPEG", x0[:, :, middle:middle + 1].float())
+
+    return preview

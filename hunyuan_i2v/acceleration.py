@@ -1,0 +1,143 @@
+"""Speed and memory: diffusers' hooks applied from outside the model.
+
+fp8 weight storage (layerwise casting), group offloading, attention backends
+and step caches are all diffusers features; this module picks and validates
+them and turns their failures into sentences.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from .errors import UserInputError
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+# Backends that need no download at run time (hub-kernel backends are left out).
+ATTENTION_BACKENDS = {
+    "native (PyTorch SDPA)": "native",
+    "sdpa flash": "_native_flash",
+    "sdpa efficient": "_native_efficient",
+    "sdpa cudnn": "_native_cudnn",
+    "flash-attn 2": "flash",
+    "flash-attn 3": "_flash_3",
+    "sageattention": "sage",
+    "xformers": "xformers",
+}
+
+OFFLOAD_MODES = {
+    "model": "whole model on the GPU while it runs, back to CPU RAM after (default)",
+    "none": "stays on the GPU between runs (fastest repeat runs, most VRAM)",
+    "block": "blocks stream to the GPU one group at a time (least VRAM, slower)",
+}
+
+CACHE_MODES = ("off", "first block cache", "taylorseer")
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise UserInputError(f"Unknown weight dtype '{name}'. Use one of {', '.join(DTYPES)}.")
+    return DTYPES[name]
+
+
+def enable_fp8_storage(model: torch.nn.Module, compute_dtype: torch.dtype) -> None:
+    """Keep weights in float8_e4m3fn (half of bf16) and upcast each layer as it runs."""
+    if not hasattr(torch, "float8_e4m3fn"):
+        raise UserInputError("This PyTorch has no float8 support; turn fp8 storage off or update PyTorch.")
+    model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+
+
+def set_attention_backend(model: torch.nn.Module, label: str) -> None:
+    if label not in ATTENTION_BACKENDS:
+        raise UserInputError(f"Unknown attention backend '{label}'. Use one of {', '.join(ATTENTION_BACKENDS)}.")
+    backend = ATTENTION_BACKENDS[label]
+    if backend == "native":
+        return  # diffusers' default; setting it is a no-op that only logs a warning
+    from diffusers.models.attention_dispatch import _check_attention_backend_requirements, AttentionBackendName
+
+    try:
+        _check_attention_backend_requirements(AttentionBackendName(backend))
+    except Exception as exc:  # noqa: BLE001 - diffusers raises RuntimeError/ImportError here
+        raise UserInputError(
+            f"Attention backend '{label}' is not usable here: {exc}. Install its package or pick 'native (PyTorch SDPA)'."
+        ) from exc
+    model.set_attention_backend(backend)
+
+
+def enable_block_offload(model: torch.nn.Module, device: torch.device, offload_device: torch.device) -> None:
+    if device.type == "cpu":
+        return  # nothing to stream to
+    model.enable_group_offload(
+        onload_device=device, offload_device=offload_device, offload_type="block_level",
+        num_blocks_per_group=1, use_stream=device.type == "cuda",
+    )
+
+
+def has_group_offload(model: torch.nn.Module) -> bool:
+    from diffusers.hooks.group_offloading import _is_group_offload_enabled
+
+    return bool(_is_group_offload_enabled(model))
+
+
+@contextmanager
+def step_cache(model: torch.nn.Module, mode: str, threshold: float):
+    """Enable a diffusers step cache for one sampling run, then remove it.
+
+    The model object is shared by every graph that uses the loader, so the
+    cache must not outlive the run that asked for it.
+    """
+    if mode == "off" or mode is None:
+        yield
+        return
+    from diffusers import FirstBlockCacheConfig, TaylorSeerCacheConfig
+
+    if mode == "first block cache":
+        if threshold <= 0:
+            raise UserInputError("cache_threshold must be above 0 for the first block cache (0.05 to 0.15 is typical).")
+        config = FirstBlockCacheConfig(threshold=threshold)
+    elif mode == "taylorseer":
+        # Its own schedule (full compute every 5th step after 3 warm-up steps); threshold is not used.
+        config = TaylorSeerCacheConfig(taylor_factors_dtype=torch.float32)
+    else:
+        raise UserInputError(f"Unknown cache '{mode}'. Use one of {', '.join(CACHE_MODES)}.")
+    if getattr(model, "is_cache_enabled", False):
+        model.disable_cache()
+    model.enable_cache(config)
+    try:
+        yield
+    finally:
+        model.disable_cache()
+
+
+@contextmanager
+def on_device(modules, device: torch.device, offload_device: torch.device, keep: bool = False):
+    """Run with ``modules`` on ``device``; move them back after unless ``keep``.
+
+    Modules under group offloading manage their own placement and are left alone.
+    """
+    movable = [m for m in modules if not has_group_offload(m)]
+    for module in movable:
+        module.to(device)
+    try:
+        yield
+    finally:
+        if not keep and device != offload_device:
+            for module in movable:
+                module.to(offload_device)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+def module_bytes(modules) -> int:
+    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+
+
+def explain_oom(stage: str, exc: BaseException) -> UserInputError:
+    tips = {
+        "sample": "lower the resolution bucket or frames, set offload mode to 'block', turn fp8 storage on",
+        "decode": "keep VAE tiling on and lower the tile size",
+        "encode": "load the text encoders on the CPU or use the fp8 text encoder",
+    }
+    return UserInputError(f"Out of GPU memory during {stage}: {tips.get(stage, 'free memory')}. ({exc})")
