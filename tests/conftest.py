@@ -26,3 +26,67 @@ def load_pack(name: str = PACK_NAME):
 
 
 load_pack()
+
+
+# ---------------------------------------------------------------- tiny models on disk
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+TRANSFORMER_METADATA = {"rope_axes_dim": [2, 4, 4]}  # what a tiny model's shapes cannot tell
+VAE_METADATA = {"norm_num_groups": 4}
+
+
+def save_file_with_config(state, path, config):
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"config": json.dumps(config)})
+
+
+@pytest.fixture(scope="session")
+def models_root(tmp_path_factory):
+    """A ComfyUI-style models folder: tiny v1 and v2 models in both layouts.
+
+    diffusers/tiny_v1, diffusers/tiny_v2: the community conversion's layout.
+    diffusion_models/tiny_v{1,2}.safetensors: transformer in original names.
+    vae/tiny_vae.safetensors: the VAE as a single file.
+    """
+    from diffusers import AutoencoderKLHunyuanVideo, HunyuanVideoTransformer3DModel
+
+    from hyv_pack.hunyuan_i2v import demo
+    from original_layout import to_original
+
+    root = tmp_path_factory.mktemp("models")
+    for sub in ("diffusers", "diffusion_models", "vae", "text_encoders", "clip_vision"):
+        (root / sub).mkdir()
+    for version, variant in (("v1", "latent_concat"), ("v2", "token_replace")):
+        folder = demo.write_diffusers_folder(root / "diffusers" / f"tiny_{version}", variant, seed=1)
+        transformer = HunyuanVideoTransformer3DModel.from_pretrained(folder / "transformer")
+        save_file_with_config(
+            to_original(transformer.state_dict()), root / "diffusion_models" / f"tiny_{version}.safetensors",
+            TRANSFORMER_METADATA,
+        )
+    vae = AutoencoderKLHunyuanVideo.from_pretrained(root / "diffusers" / "tiny_v2" / "vae")
+    save_file_with_config(vae.state_dict(), root / "vae" / "tiny_vae.safetensors", VAE_METADATA)
+    return root
+
+
+@pytest.fixture()
+def comfy_models(models_root, monkeypatch):
+    """Point the pack's model folders (outside ComfyUI) at the tiny models."""
+    monkeypatch.setenv("HUNYUAN_I2V_MODELS", str(models_root))
+    return models_root
+
+
+def test_image(height=48, width=64, seed=0, channels=3):
+    """A ComfyUI IMAGE with uint8-exact values, and the same picture as PIL."""
+    from PIL import Image
+
+    array = np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
+    tensor = torch.from_numpy(array.astype(np.float32) / 255.0).unsqueeze(0)
+    return tensor, Image.fromarray(array.squeeze(-1) if channels == 1 else array)
+
+
+test_image.__test__ = False  # a helper, not a test
