@@ -12,3 +12,7 @@ class UserInputError(ValueError):
 
 class ModelFileError(UserInputError):
     """A model file or folder that cannot be used for the role it was given."""
+
+
+class MissingModelError(ModelFileError, FileNotFoundError):
+    """A model file or folder that is not where the user said."""

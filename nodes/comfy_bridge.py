@@ -19,6 +19,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
+from ..hunyuan_i2v.errors import MissingModelError
+
 try:  # ComfyUI present
     import folder_paths as _folder_paths  # type: ignore
     import comfy.model_management as _mm  # type: ignore
@@ -96,7 +98,7 @@ def resolve_model_path(kind: str, name: str) -> Path:
     searched = ", ".join(str(f) for f in model_folders(kind)) or (
         f"no folder (set {MODELS_ENV} to a models root outside ComfyUI)"
     )
-    raise FileNotFoundError(
+    raise MissingModelError(
         f"Model '{name}' was not found in the '{kind}' folders ({searched}). "
         f"Put the file in ComfyUI/models/{kind}/ and press 'r' to refresh the node lists."
     )
