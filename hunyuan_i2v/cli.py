@@ -1,0 +1,145 @@
+"""Command line: the same local path as the nodes, from a models folder to an MP4.
+
+    python -m hunyuan_i2v generate --image in.png --prompt "..." --output out.mp4 --models ~/ComfyUI/models
+    python -m hunyuan_i2v generate --demo --output demo.mp4      # tiny random model: output is noise
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import acceleration, images, mp4, sampling, stages, text_encoders, vae as vae_module
+from .errors import UserInputError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hunyuan_i2v", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="image + prompt -> MP4")
+    gen.add_argument("--image", help="start image (PNG/JPEG/WebP); --demo makes one if omitted")
+    gen.add_argument("--prompt", default="a cat walks on the grass")
+    gen.add_argument("--negative-prompt", default="", help="used when --cfg-scale > 1")
+    gen.add_argument("--output", required=True, help="MP4 file to write")
+    gen.add_argument("--models", help="ComfyUI-style models folder (diffusers/, diffusion_models/, vae/)")
+    gen.add_argument("--diffusers", help="diffusers folder (name inside MODELS/diffusers, or a path); gives text encoders, and the transformer/VAE unless set below")
+    gen.add_argument("--transformer", help="transformer .safetensors (name inside MODELS/diffusion_models, or a path)")
+    gen.add_argument("--vae", help="VAE .safetensors (name inside MODELS/vae, or a path)")
+    gen.add_argument("--demo", action="store_true", help="build a tiny random model on the spot (output is noise)")
+    gen.add_argument("--resolution", default="720p", choices=list(images.BUCKET_BASE_SIZES))
+    gen.add_argument("--width", type=int, default=0)
+    gen.add_argument("--height", type=int, default=0)
+    gen.add_argument("--frames", type=int, default=129)
+    gen.add_argument("--steps", type=int, default=50)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--flow-shift", type=float, default=7.0)
+    gen.add_argument("--guidance", type=float, default=6.0, help="embedded guidance (v2)")
+    gen.add_argument("--cfg-scale", type=float, default=1.0, help="true CFG with the negative prompt (v1)")
+    gen.add_argument("--no-stability", action="store_true", help="turn i2v stability off")
+    gen.add_argument("--dtype", default="bf16", choices=list(acceleration.DTYPES))
+    gen.add_argument("--fp8", action="store_true", help="store transformer weights in fp8")
+    gen.add_argument("--offload", default="model", choices=list(acceleration.OFFLOAD_MODES))
+    gen.add_argument("--cache", default="off", choices=list(acceleration.CACHE_MODES))
+    gen.add_argument("--cache-threshold", type=float, default=0.1)
+    gen.add_argument("--fps", type=float, default=24.0)
+    gen.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
+    return parser
+
+
+def _find(models: Path | None, kind: str, name: str) -> Path:
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    if models is not None and (models / kind / name).exists():
+        return models / kind / name
+    raise UserInputError(f"'{name}' was found neither as a path nor in {models or '(no --models)'}/{kind}.")
+
+
+def _load_image(args, workdir: Path) -> torch.Tensor:
+    from PIL import Image
+
+    if args.image:
+        try:
+            pil = Image.open(args.image)
+            pil.load()
+        except OSError as exc:
+            raise UserInputError(f"Cannot read image '{args.image}': {exc}") from exc
+        mode = "RGBA" if pil.mode in ("RGBA", "LA", "P") else "RGB"
+        array = np.asarray(pil.convert(mode)).astype(np.float32) / 255.0
+        return torch.from_numpy(array).unsqueeze(0)
+    if not args.demo:
+        raise UserInputError("--image is required (or use --demo).")
+    gradient = np.linspace(0, 1, 96, dtype=np.float32)
+    array = np.stack(np.broadcast_arrays(gradient[None, :], gradient[:, None], 0.5 * np.ones((96, 96))), -1)
+    return torch.from_numpy(array.astype(np.float32)).unsqueeze(0)
+
+
+def generate(args) -> Path:
+    device = torch.device(args.device) if args.device else (
+        torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="hunyuan_i2v_"))
+    models = Path(args.models).expanduser() if args.models else None
+    if args.demo:
+        from . import demo
+
+        print("Building a tiny random model (demo mode: the video will be noise).", file=sys.stderr)
+        folder = demo.write_diffusers_folder(workdir / "tiny_demo", "token_replace")
+        if not (args.width or args.height):
+            args.width, args.height = 64, 64
+        if args.frames == 129:
+            args.frames = 17
+        if args.steps == 50:
+            args.steps = 4
+        dtype_name = "fp32"
+    else:
+        if not args.diffusers:
+            raise UserInputError("--diffusers is required: the text encoders come from a diffusers folder.")
+        folder = _find(models, "diffusers", args.diffusers)
+        dtype_name = args.dtype
+    dtype = acceleration.parse_dtype(dtype_name)
+    t0 = time.perf_counter()
+    transformer_path = _find(models, "diffusion_models", args.transformer) if args.transformer else folder
+    vae_path = _find(models, "vae", args.vae) if args.vae else folder
+    model = stages.load_model(transformer_path, dtype_name, args.fp8, "native (PyTorch SDPA)", args.offload, device)
+    print(model.describe(), file=sys.stderr)
+    vae = vae_module.load_vae(vae_path, dtype)
+    encoders = text_encoders.load_diffusers_folder(folder, dtype)
+    image = _load_image(args, workdir)
+    cond = stages.run_encode(
+        encoders, vae, image, args.prompt, args.negative_prompt, args.resolution, args.width, args.height, device
+    )
+    settings = sampling.SamplingSettings(
+        seed=args.seed, steps=args.steps, num_frames=args.frames, flow_shift=args.flow_shift,
+        embedded_guidance=args.guidance, cfg_scale=args.cfg_scale, i2v_stability=not args.no_stability,
+    )
+
+    def report(info: sampling.StepInfo) -> None:
+        print(f"step {info.index + 1}/{info.total}", file=sys.stderr)
+
+    latents, drop = stages.run_sample(
+        model, cond, settings, args.cache, args.cache_threshold, device, on_step=report
+    )
+    frames = stages.run_decode(vae, latents, drop, device=device)
+    out = mp4.write_mp4(frames, args.output, args.fps)
+    print(
+        f"Wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}) "
+        f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr,
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        generate(args)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
