@@ -6,6 +6,7 @@ from importlib import import_module
 _NODE_MODULES = (
     "loaders",
     "local",
+    "wavespeed_node",
 )
 
 NODE_CLASS_MAPPINGS: dict = {}
