@@ -1,0 +1,54 @@
+"""Start image handling: buckets, crop, alpha, grayscale."""
+
+import numpy as np
+import pytest
+import torch
+
+from hyv_pack.hunyuan_i2v import images
+from hyv_pack.hunyuan_i2v.errors import UserInputError
+
+
+@pytest.mark.parametrize("bucket,base", [("720p", 960), ("540p", 720), ("360p", 480)])
+@pytest.mark.parametrize("width,height", [(1920, 1080), (1080, 1920), (1000, 1000), (3000, 1000)])
+def test_bucket_follows_aspect_ratio_on_the_grid(bucket, base, width, height):
+    w, h = images.choose_bucket(width, height, bucket)
+    assert w % 32 == 0 and h % 32 == 0
+    assert 0.85 * base**2 <= w * h <= 1.0 * base**2
+    assert abs(np.log((w / h) / (width / height))) < 0.12
+
+
+def test_landscape_720p_bucket():
+    # 720 is not on the 32 px grid; the closest aspect ratio with ~960^2 pixels is 1280x704.
+    assert images.choose_bucket(1280, 720, "720p") == (1280, 704)
+    assert images.choose_bucket(720, 1280, "720p") == (704, 1280)
+
+
+def test_resize_covers_and_crops_the_centre():
+    image = torch.zeros(1, 100, 300, 3)
+    image[:, :, 100:200] = 1.0  # a white band in the middle third
+    start = images.prepare_start_image(image, width=96, height=96)
+    assert start.tensor.shape == (1, 96, 96, 3)
+    assert start.tensor[0, 48, 48].min() > 0.95  # the centre survived the crop
+
+
+def test_alpha_is_composited_on_white():
+    rgba = torch.zeros(1, 16, 16, 4)  # black, fully transparent
+    start = images.prepare_start_image(rgba, width=16, height=16)
+    assert torch.allclose(start.tensor, torch.ones(1, 16, 16, 3))
+
+
+def test_grayscale_is_expanded_to_rgb():
+    gray = torch.full((1, 16, 16, 1), 0.5)
+    start = images.prepare_start_image(gray, width=16, height=16)
+    assert start.tensor.shape == (1, 16, 16, 3)
+    assert torch.allclose(start.tensor, torch.full((1, 16, 16, 3), 128 / 255))
+
+
+def test_width_without_height_is_refused():
+    with pytest.raises(UserInputError, match="both width and height"):
+        images.prepare_start_image(torch.rand(1, 16, 16, 3), width=16)
+
+
+def test_unknown_bucket():
+    with pytest.raises(UserInputError, match="Use one of 720p, 540p, 360p"):
+        images.choose_bucket(10, 10, "1080p")

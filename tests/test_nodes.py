@@ -1,0 +1,133 @@
+"""The node contract: what ComfyUI validates, importing as ComfyUI does, progress and interrupt."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import ROOT, test_image
+
+import hyv_pack
+from hyv_pack import NODE_CLASS_MAPPINGS as NODES
+from hyv_pack.nodes import comfy_bridge
+
+
+@pytest.mark.parametrize("name", sorted(NODES))
+def test_node_declarations_are_valid(name, comfy_models):
+    cls = NODES[name]
+    assert callable(getattr(cls(), cls.FUNCTION))
+    assert cls.CATEGORY.startswith("HunyuanVideo I2V")
+    assert len(cls.RETURN_TYPES) == len(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES))
+    assert name in hyv_pack.NODE_DISPLAY_NAME_MAPPINGS
+    for section in cls.INPUT_TYPES().values():
+        for input_name, spec in section.items():
+            kind, options = spec[0], (spec[1] if len(spec) > 1 else {})
+            if isinstance(kind, list):  # a combo: its default must be one of its options
+                assert kind, input_name
+                if "default" in options:
+                    assert options["default"] in kind, (name, input_name)
+            elif kind in ("INT", "FLOAT"):
+                assert options["min"] <= options["default"] <= options["max"], (name, input_name)
+
+
+def test_model_lists_show_files_and_diffusers_folders(comfy_models):
+    choices = NODES["HunyuanI2VLoadTransformer"].INPUT_TYPES()["required"]["model_name"][0]
+    assert "tiny_v1.safetensors" in choices and "[diffusers] tiny_v2" in choices
+    folders = NODES["HunyuanI2VLoadTextEncoders"].INPUT_TYPES()["required"]["diffusers_folder"][0]
+    assert {"tiny_v1", "tiny_v2"} <= set(folders)
+
+
+def test_pack_imports_as_comfyui_does_under_another_folder_name(tmp_path):
+    """ComfyUI imports custom_nodes/<folder> by path under the folder's name."""
+    folder = tmp_path / "custom_nodes" / "My HunyuanVideo-Pack"
+    folder.parent.mkdir()
+    folder.symlink_to(ROOT, target_is_directory=True)
+    script = textwrap.dedent(f"""
+        import importlib.util, sys
+        path = {str(folder)!r}
+        name = "My HunyuanVideo-Pack"
+        spec = importlib.util.spec_from_file_location(name, path + "/__init__.py", submodule_search_locations=[path])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        assert "hunyuan_i2v" not in sys.modules, "an absolute import of the engine leaked"
+        assert "nodes" not in sys.modules, "an absolute import of nodes leaked (ComfyUI has its own 'nodes')"
+        print(sorted(module.NODE_CLASS_MAPPINGS))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "HunyuanI2VSample" in result.stdout and "HunyuanI2VLoadTransformer" in result.stdout
+
+
+class RecordingBar:
+    def __init__(self, total):
+        self.updates = []
+
+    def update_absolute(self, value, total=None, preview=None):
+        self.updates.append((value, total))
+
+
+@pytest.fixture()
+def tiny_graph(comfy_models):
+    model, _ = NODES["HunyuanI2VLoadTransformer"]().load("[diffusers] tiny_v2", "fp32", False, "native (PyTorch SDPA)", "model")
+    (vae,) = NODES["HunyuanI2VLoadVAE"]().load("[diffusers] tiny_v2", "fp32")
+    (encoders,) = NODES["HunyuanI2VLoadTextEncoders"]().load("tiny_v2", "fp32")
+    image, _ = test_image(32, 48)
+    cond, start = NODES["HunyuanI2VEncode"]().encode(encoders, vae, image, "a cat", "", "360p", 48, 32)
+    return model, vae, cond, start
+
+
+def test_progress_reported_every_step(tiny_graph, monkeypatch):
+    model, vae, cond, start = tiny_graph
+    bars = []
+    monkeypatch.setattr(comfy_bridge, "progress_bar", lambda total: bars.append(RecordingBar(total)) or bars[-1])
+    (latent,) = NODES["HunyuanI2VSample"]().sample(model, cond, 7, 5, 9, 7.0, 6.0, 1.0, True, "off", 0.1)
+    assert bars[0].updates == [(i, 5) for i in range(1, 6)]
+    assert latent["samples"].shape == (1, 4, 3, 4, 6)
+    assert start.shape == (1, 32, 48, 3)
+
+
+def test_interrupt_stops_within_one_step(tiny_graph, monkeypatch):
+    model, vae, cond, _ = tiny_graph
+    calls = []
+
+    class Interrupted(Exception):
+        pass
+
+    def check():
+        calls.append(1)
+        if len(calls) > 3:
+            raise Interrupted()
+
+    monkeypatch.setattr(comfy_bridge, "check_interrupt", check)
+    steps_run = []
+    hook = model.model.register_forward_hook(lambda *a: steps_run.append(1))
+    try:
+        with pytest.raises(Interrupted):
+            NODES["HunyuanI2VSample"]().sample(model, cond, 7, 20, 9, 7.0, 6.0, 1.0, True, "off", 0.1)
+    finally:
+        hook.remove()
+    assert len(steps_run) == 3  # one check before sampling, then one per finished step
+    # The model went back to the offload device despite the interruption.
+    assert next(model.model.parameters()).device.type == "cpu"
+
+
+def test_same_seed_same_video_and_decode_outputs(tiny_graph):
+    model, vae, cond, _ = tiny_graph
+    sample = NODES["HunyuanI2VSample"]()
+    (a,) = sample.sample(model, cond, 11, 2, 5, 7.0, 6.0, 1.0, True, "off", 0.1)
+    (b,) = sample.sample(model, cond, 11, 2, 5, 7.0, 6.0, 1.0, True, "off", 0.1)
+    (c,) = sample.sample(model, cond, 12, 2, 5, 7.0, 6.0, 1.0, True, "off", 0.1)
+    assert torch.equal(a["samples"], b["samples"]) and not torch.equal(a["samples"], c["samples"])
+    frames, video = NODES["HunyuanI2VDecode"]().decode(vae, a, True, 256, 24.0)
+    assert frames.shape == (5, 32, 48, 3) and 0 <= frames.min() and frames.max() <= 1
+    assert video is None  # core's VIDEO type exists only inside ComfyUI
+
+
+def test_decode_rejects_image_latents(tiny_graph):
+    from hyv_pack.hunyuan_i2v.errors import UserInputError
+
+    _, vae, _, _ = tiny_graph
+    with pytest.raises(UserInputError, match="video latent"):
+        NODES["HunyuanI2VDecode"]().decode(vae, {"samples": torch.zeros(1, 4, 8, 8)}, True, 256, 24.0)
