@@ -294,17 +294,21 @@ def run_batch(jobs: Sequence[I2VJob], *, api_key: str, output_dir: str | os.Path
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(int(concurrency), len(jobs))),
                                 thread_name_prefix="wavespeed") as pool:
-            futures = [pool.submit(run_job, client, journal, job, i, output_dir=output_dir, file_prefix=file_prefix,
+            def guarded(job: I2VJob, index: int) -> JobResult:
+                try:
+                    return run_job(client, journal, job, index, output_dir=output_dir, file_prefix=file_prefix,
                                    timeout_s=timeout_s, report=updates.put, may_submit=lambda: not failed.is_set())
-                       for i, job in enumerate(jobs)]
+                except BaseException:
+                    failed.set()  # before this worker takes the next job, which must then not submit
+                    raise
+
+            futures = [pool.submit(guarded, job, i) for i, job in enumerate(jobs)]
             try:
                 remaining = set(futures)
                 while remaining:
                     _, remaining = wait(remaining, timeout=client.settings.ui_tick_s)
                     if interrupted():
                         stop.set()
-                    if any(f.done() and f.exception() is not None for f in futures):
-                        failed.set()
                     publish()
             except BaseException:
                 stop.set()  # the caller's own interrupt: let the workers end, then re-raise

@@ -114,12 +114,14 @@ class StandInWaveSpeed:
         self.processing_s = processing_s
         self.faults: dict[str, deque[Fault]] = {k: deque() for k in ("submit", "result", "upload", "download", "media")}
         self.outcomes: deque[Outcome] = deque()
+        self.outcomes_by_prompt: dict[str, Outcome] = {}  # for concurrent submits, whose order is not fixed
         self.damaged_outputs = False  # serve half of every MP4 with a matching length
         self.tasks: dict[str, Task] = {}
         self.media: dict[str, bytes] = {}
         self.videos: dict[str, bytes] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
-        self.submit_times: list[float] = []
+        self.submit_times: list[float] = []    # when tasks were created
+        self.submit_arrivals: list[float] = []  # when submit requests arrived, refused ones included
         self.submits_received = self.tasks_created = self.polls = self.uploads = self.downloads = 0
         self.max_running = 0
         self._lock = threading.Lock()
@@ -173,7 +175,9 @@ class StandInWaveSpeed:
 
     def create_task(self, payload: dict[str, Any]) -> Task:
         with self._lock:
-            outcome = self.outcomes.popleft() if self.outcomes else Outcome()
+            outcome = self.outcomes_by_prompt.get(payload.get("prompt"))
+            if outcome is None:
+                outcome = self.outcomes.popleft() if self.outcomes else Outcome()
             task = Task(uuid.uuid4().hex, payload, outcome, time.monotonic())
             self.tasks[task.id] = task
             self.tasks_created += 1
@@ -229,7 +233,7 @@ class StandInWaveSpeed:
 def _validate(payload: Any) -> str | None:
     if not isinstance(payload, dict):
         return "body must be a JSON object"
-    if not isinstance(payload.get("prompt"), str):
+    if not isinstance(payload.get("prompt"), str) or not payload["prompt"].strip():
         return "prompt is required"
     if not isinstance(payload.get("image"), str) or not payload["image"].startswith("http"):
         return "image must be a URL"
@@ -347,6 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.api
         with api._lock:
             api.submits_received += 1
+            api.submit_arrivals.append(time.monotonic())
         fault = api.next_fault("submit")
         if fault and fault.status is not None:
             self._apply(fault)  # refused before any task exists
