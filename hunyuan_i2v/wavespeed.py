@@ -143,6 +143,44 @@ def resolve_api_key(state_dir: str | os.PathLike | None = None) -> str:
     return key
 
 
+HIDDEN_KEY = "[hidden API key]"
+
+
+class _KeyScrubber(logging.Filter):
+    """Hides registered keys in log records of the HTTP libraries and this pack.
+
+    urllib3 logs request URLs (a proxy URL in WAVESPEED_BASE_URL may hold a
+    token) and exception texts; a filter on each of their loggers rewrites
+    the record before any handler formats it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: set[str] = set()
+
+    def scrub(self, text: str) -> str:
+        for key in self.keys:
+            text = text.replace(key, HIDDEN_KEY)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.keys:
+            text = record.getMessage()
+            if any(key in text for key in self.keys):
+                record.msg, record.args = self.scrub(text), ()
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self.scrub(record.exc_text)
+        return True
+
+
+_LOG_SCRUBBER = _KeyScrubber()
+for _name in [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("urllib3", "requests")] + [
+        "urllib3", "requests", __name__, f"{__package__}.wavespeed_jobs", f"{__package__}.wavespeed_journal"]:
+    logging.getLogger(_name).addFilter(_LOG_SCRUBBER)
+
+
 # ---------------------------------------------------------------- settings
 
 @dataclass(frozen=True)
@@ -253,6 +291,8 @@ class WaveSpeedClient:
                  should_stop: Callable[[], bool] = lambda: False, state_dir: str | os.PathLike | None = None):
         self.settings = s = settings or ClientSettings.from_env()
         self._key = api_key
+        if api_key:
+            _LOG_SCRUBBER.keys.add(api_key)
         self._should_stop = should_stop
         self._state_dir = state_dir
         capped = _retry_class(s.retry_after_max_s)
@@ -274,7 +314,7 @@ class WaveSpeedClient:
     # ------------------------------------------------------------ helpers
 
     def scrub(self, text: str) -> str:
-        return text.replace(self._key, "[hidden API key]") if self._key else text
+        return text.replace(self._key, HIDDEN_KEY) if self._key else text
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}"}
