@@ -90,7 +90,8 @@ def build_components(variant: str = "token_replace", seed: int = 0) -> dict:
     image_id, pad_id = tokenizer.convert_tokens_to_ids("<image>"), tokenizer.pad_token_id
     text_config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-        num_attention_heads=2, num_key_value_heads=2, head_dim=8, pad_token_id=pad_id,
+        num_attention_heads=2, num_key_value_heads=2, head_dim=8, pad_token_id=pad_id, rms_norm_eps=1e-5,
+        rope_theta=500000.0,  # Llama-3 values, as in the real text encoder
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
     )
     vision_config = CLIPVisionConfig(

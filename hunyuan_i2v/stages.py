@@ -74,9 +74,10 @@ def run_encode(
 ) -> I2VConditioning:
     start = images.prepare_start_image(image, bucket, width, height)
     device = device or torch.device("cpu")
-    with _oom_guard("encode"), acceleration.on_device(
-        encoders.modules() + [vae.model], device, offload_device or torch.device("cpu")
-    ):
+    offload_device = offload_device or torch.device("cpu")
+    encoder_device = torch.device("cpu") if encoders.run_on_cpu else device
+    with _oom_guard("encode"), acceleration.on_device(encoders.modules(), encoder_device, offload_device), \
+            acceleration.on_device([vae.model], device, offload_device):
         return encode(encoders, vae, start, prompt, negative_prompt or None)
 
 

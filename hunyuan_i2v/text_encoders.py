@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelFileError
+from .errors import ModelFileError  # noqa: F401 - re-exported for the loader node
 
 
 @dataclass
@@ -19,6 +19,7 @@ class TextEncoders:
     clip_tokenizer: object
     image_processor: object  # CLIPImageProcessorPil for the vision tower
     source: str
+    run_on_cpu: bool = False  # keep the 8 B MLLM off the GPU (slower encode, no VRAM)
 
     @property
     def device(self) -> torch.device:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import init_empty_weights
 
 from . import files
 from .errors import ModelFileError
@@ -139,7 +140,7 @@ def original_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 def _build(config: dict, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
     from diffusers import HunyuanVideoTransformer3DModel
 
-    with torch.device("meta"):
+    with init_empty_weights():  # parameters on meta, buffers real: load_state_dict(assign=True) fills them
         model = HunyuanVideoTransformer3DModel(**config)
     expected = set(model.state_dict())
     missing, unexpected = expected - set(state), set(state) - expected

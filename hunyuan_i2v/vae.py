@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate import init_empty_weights
 
 from . import files
 from .errors import ModelFileError
@@ -115,7 +116,7 @@ def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedVAE:
         raise files.wrong_role_error(path, role, "the HunyuanVideo VAE (hunyuan_video_vae_bf16.safetensors)", "vae")
     state = files.load_state_dict(path, dtype)
     config = infer_config({k: tuple(v.shape) for k, v in state.items()}, files.metadata_config(path))
-    with torch.device("meta"):
+    with init_empty_weights():  # parameters on meta, buffers real: load_state_dict(assign=True) fills them
         model = AutoencoderKLHunyuanVideo(**config)
     expected = set(model.state_dict())
     missing, unexpected = expected - set(state), set(state) - expected

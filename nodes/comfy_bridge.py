@@ -252,3 +252,21 @@ def latent_previewer(device=None) -> Callable[[Any], Any] | None:
         return previewer.decode_latent_to_preview_image("JPEG", x0[:, :, middle:middle + 1].float())
 
     return preview
+
+
+# ---------------------------------------------------------------- tokenizers
+
+_BUNDLED_TOKENIZERS = {"llama": "text_encoders/llama_tokenizer", "clip": "sd1_tokenizer"}
+
+
+def bundled_tokenizer_dir(kind: str) -> Path | None:
+    """The tokenizer folder a running ComfyUI ships for ``kind`` ("llama" or "clip")."""
+    if not HAVE_COMFY:
+        return None
+    try:
+        import comfy  # type: ignore
+
+        path = Path(comfy.__file__).parent / _BUNDLED_TOKENIZERS[kind]
+    except Exception:  # noqa: BLE001
+        return None
+    return path if path.is_dir() else None

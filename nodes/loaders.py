@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..hunyuan_i2v import acceleration, stages, text_encoders, vae
+from ..hunyuan_i2v import acceleration, stages, text_encoder_files, text_encoders, vae
 from . import comfy_bridge as comfy
 from .types import CATEGORY, MODEL, TEXT_ENCODERS, VAE
 
@@ -77,10 +77,30 @@ class HunyuanI2VLoadVAE:
         return (vae.load_vae(_resolve("vae", vae_name), acceleration.parse_dtype(dtype)),)
 
 
+FROM_FOLDER = "(from the diffusers folder)"
+
+
+def _tokenizer_dir(kind: str, folder_sub: str) -> Path:
+    """Tokenizers for single files: ComfyUI's bundled ones, else a diffusers folder's."""
+    bundled = comfy.bundled_tokenizer_dir(kind)
+    if bundled is not None:
+        return bundled
+    for name in comfy.list_diffusers_folders():
+        candidate = comfy.resolve_model_path("diffusers", name) / folder_sub
+        if any(candidate.glob("tokenizer*.json")) or (candidate / "vocab.json").exists():
+            return candidate
+    raise text_encoders.ModelFileError(
+        f"No {kind} tokenizer found: ComfyUI's bundled tokenizer folder is missing and no diffusers folder in "
+        "models/diffusers has one. Put the HunyuanVideo-I2V diffusers conversion's tokenizer folders there."
+    )
+
+
 class HunyuanI2VLoadTextEncoders:
     DESCRIPTION = (
-        "Loads llava-llama-3 (with its vision tower) and CLIP-L with their tokenizers from a HunyuanVideo-I2V "
-        "diffusers folder in models/diffusers."
+        "Loads llava-llama-3 (the MLLM, with its vision tower) and CLIP-L. Either pick a HunyuanVideo-I2V "
+        "diffusers folder as mllm (everything comes from it), or the single files: "
+        "text_encoders/llava_llama3_fp16.safetensors (or _fp8_scaled), clip_vision/llava_llama3_vision.safetensors "
+        "and text_encoders/clip_l.safetensors."
     )
     CATEGORY = CATEGORY
     FUNCTION = "load"
@@ -89,17 +109,41 @@ class HunyuanI2VLoadTextEncoders:
 
     @classmethod
     def INPUT_TYPES(cls):
-        folders = comfy.list_diffusers_folders() or ["(no folders in models/diffusers)"]
         return {
             "required": {
-                "diffusers_folder": (folders, {"tooltip": "A HunyuanVideo-I2V diffusers folder (text_encoder, tokenizer, text_encoder_2, tokenizer_2, image_processor)."}),
+                "mllm": (_choices("text_encoders"), {"tooltip": "llava_llama3 file, or a diffusers folder holding all text encoders."}),
+                "vision": ([FROM_FOLDER] + comfy.list_model_files("clip_vision"), {"default": FROM_FOLDER, "tooltip": "llava_llama3_vision.safetensors; needed when mllm is a single file."}),
+                "clip": ([FROM_FOLDER] + comfy.list_model_files("text_encoders"), {"default": FROM_FOLDER, "tooltip": "clip_l.safetensors; needed when mllm is a single file."}),
                 "dtype": (list(acceleration.DTYPES), {"default": "bf16"}),
+                "device": (["gpu", "cpu"], {"default": "gpu", "tooltip": "cpu keeps the 8 B MLLM off the GPU: slower encode, no VRAM used."}),
             }
         }
 
-    def load(self, diffusers_folder, dtype):
-        folder = comfy.resolve_model_path("diffusers", diffusers_folder)
-        return (text_encoders.load_diffusers_folder(folder, acceleration.parse_dtype(dtype)),)
+    def load(self, mllm, vision, clip, dtype, device):
+        torch_dtype = acceleration.parse_dtype(dtype)
+        if mllm.startswith(DIFFUSERS_TAG):
+            folder = _resolve("text_encoders", mllm)
+            if vision == FROM_FOLDER and clip == FROM_FOLDER:
+                encoders = text_encoders.load_diffusers_folder(folder, torch_dtype)
+                encoders.run_on_cpu = device == "cpu"
+                return (encoders,)
+            raise text_encoders.ModelFileError(
+                f"mllm is the diffusers folder '{mllm[len(DIFFUSERS_TAG):]}', which holds its own vision tower and "
+                f"CLIP: set vision and clip to '{FROM_FOLDER}', or pick single files for all three."
+            )
+        missing = [name for name, value in (("vision", vision), ("clip", clip)) if value == FROM_FOLDER]
+        if missing:
+            raise text_encoders.ModelFileError(
+                f"mllm is a single file, so {' and '.join(missing)} must be single files too: pick "
+                "llava_llama3_vision.safetensors (clip_vision) and clip_l.safetensors (text_encoders)."
+            )
+        encoders = text_encoder_files.load_single_files(
+            _resolve("text_encoders", mllm), comfy.resolve_model_path("clip_vision", vision),
+            comfy.resolve_model_path("text_encoders", clip),
+            _tokenizer_dir("llama", "tokenizer"), _tokenizer_dir("clip", "tokenizer_2"), torch_dtype,
+        )
+        encoders.run_on_cpu = device == "cpu"
+        return (encoders,)
 
 
 NODE_CLASS_MAPPINGS = {

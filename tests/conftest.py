@@ -70,7 +70,45 @@ def models_root(tmp_path_factory):
         )
     vae = AutoencoderKLHunyuanVideo.from_pretrained(root / "diffusers" / "tiny_v2" / "vae")
     save_file_with_config(vae.state_dict(), root / "vae" / "tiny_vae.safetensors", VAE_METADATA)
+    write_comfy_text_encoder_files(root / "diffusers" / "tiny_v2", root)
     return root
+
+
+def write_comfy_text_encoder_files(folder, root):
+    """The tiny text encoders as ComfyUI's repackaged single files (Hugging Face names).
+
+    text_encoders/tiny_llava_llama3.safetensors: the language part (model.*), no lm_head;
+    clip_vision/tiny_llava_llama3_vision.safetensors: vision_model.* + multi_modal_projector.*;
+    text_encoders/tiny_clip_l.safetensors: text_model.*.
+    """
+    from transformers import CLIPTextModel, LlavaForConditionalGeneration
+
+    llava = LlavaForConditionalGeneration.from_pretrained(folder / "text_encoder")
+    text, vision = {}, {}
+    for key, value in llava.state_dict().items():
+        if key.startswith("lm_head."):
+            continue
+        if "multi_modal_projector." in key:
+            vision["multi_modal_projector." + key.split("multi_modal_projector.", 1)[1]] = value
+        elif "vision_tower." in key:
+            inner = key.split("vision_tower.", 1)[1].removeprefix("vision_model.")
+            vision["vision_model." + inner] = value
+        else:
+            text["model." + key.split("language_model.", 1)[1].removeprefix("model.")] = value
+    save_file_with_config(text, root / "text_encoders" / "tiny_llava_llama3.safetensors", {"head_dim": 8})
+    save_file_with_config(
+        vision, root / "clip_vision" / "tiny_llava_llama3_vision.safetensors", {"num_attention_heads": 2}
+    )
+    clip = CLIPTextModel.from_pretrained(folder / "text_encoder_2")
+    clip_state = {("text_model." + k.removeprefix("text_model.")): v for k, v in clip.state_dict().items()}
+    save_file_with_config(clip_state, root / "text_encoders" / "tiny_clip_l.safetensors", {"num_attention_heads": 2})
+
+
+def te_choice(folder):
+    """Text encoder loader arguments for a diffusers folder: (mllm, vision, clip, dtype, device)."""
+    from hyv_pack.nodes.loaders import FROM_FOLDER
+
+    return (f"[diffusers] {folder}", FROM_FOLDER, FROM_FOLDER, "fp32", "cpu")
 
 
 @pytest.fixture()

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import test_image
+from conftest import te_choice, test_image
 
 from hyv_pack import NODE_CLASS_MAPPINGS as NODES
 from hyv_pack.hunyuan_i2v.errors import MissingModelError, ModelFileError, UserInputError
@@ -17,8 +17,24 @@ def load_model(name):
 @pytest.fixture()
 def encoded(comfy_models):
     (vae,) = NODES["HunyuanI2VLoadVAE"]().load("[diffusers] tiny_v2", "fp32")
-    (encoders,) = NODES["HunyuanI2VLoadTextEncoders"]().load("tiny_v2", "fp32")
+    (encoders,) = NODES["HunyuanI2VLoadTextEncoders"]().load(*te_choice("tiny_v2"))
     return encoders, vae
+
+
+@pytest.fixture()
+def scratch_folder(comfy_models):
+    """A copy of tiny_v2 to damage; removed afterwards so other tests see clean folders."""
+    made = []
+
+    def make(name):
+        folder = comfy_models / "diffusers" / name
+        shutil.copytree(comfy_models / "diffusers" / "tiny_v2", folder)
+        made.append(folder)
+        return folder
+
+    yield make
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_missing_file(comfy_models):
@@ -47,11 +63,10 @@ def test_other_family_checkpoint(comfy_models):
         load_model("flux_like.safetensors")
 
 
-def test_text_to_video_only_folder(comfy_models, tmp_path):
+def test_text_to_video_only_folder(scratch_folder):
     import json
 
-    folder = comfy_models / "diffusers" / "t2v_folder"
-    shutil.copytree(comfy_models / "diffusers" / "tiny_v2", folder, dirs_exist_ok=True)
+    folder = scratch_folder("t2v_folder")
     index = json.loads((folder / "model_index.json").read_text())
     index["_class_name"] = "HunyuanVideoPipeline"
     (folder / "model_index.json").write_text(json.dumps(index))
@@ -109,15 +124,14 @@ def test_image_with_wrong_channel_count(encoded):
         NODES["HunyuanI2VEncode"]().encode(encoders, vae, torch.rand(1, 32, 32, 2), "x", "", "360p", 32, 32)
 
 
-def test_missing_tokenizer(comfy_models):
-    folder = comfy_models / "diffusers" / "no_tokenizer"
-    shutil.copytree(comfy_models / "diffusers" / "tiny_v2", folder, dirs_exist_ok=True)
+def test_missing_tokenizer(scratch_folder):
+    folder = scratch_folder("no_tokenizer")
     shutil.rmtree(folder / "tokenizer")
     with pytest.raises(ModelFileError, match=r"lacks tokenizer/"):
-        NODES["HunyuanI2VLoadTextEncoders"]().load("no_tokenizer", "fp32")
+        NODES["HunyuanI2VLoadTextEncoders"]().load(*te_choice("no_tokenizer"))
     (folder / "tokenizer").mkdir()
     with pytest.raises(ModelFileError, match=r"Llama-3 tokenizer is missing"):
-        NODES["HunyuanI2VLoadTextEncoders"]().load("no_tokenizer", "fp32")
+        NODES["HunyuanI2VLoadTextEncoders"]().load(*te_choice("no_tokenizer"))
 
 
 def test_cfg_without_negative_prompt(comfy_models, encoded):

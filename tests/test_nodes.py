@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import ROOT, test_image
+from conftest import ROOT, te_choice, test_image
 
 import hyv_pack
 from hyv_pack import NODE_CLASS_MAPPINGS as NODES
@@ -34,8 +34,9 @@ def test_node_declarations_are_valid(name, comfy_models):
 def test_model_lists_show_files_and_diffusers_folders(comfy_models):
     choices = NODES["HunyuanI2VLoadTransformer"].INPUT_TYPES()["required"]["model_name"][0]
     assert "tiny_v1.safetensors" in choices and "[diffusers] tiny_v2" in choices
-    folders = NODES["HunyuanI2VLoadTextEncoders"].INPUT_TYPES()["required"]["diffusers_folder"][0]
-    assert {"tiny_v1", "tiny_v2"} <= set(folders)
+    spec = NODES["HunyuanI2VLoadTextEncoders"].INPUT_TYPES()["required"]
+    assert {"[diffusers] tiny_v2", "tiny_llava_llama3.safetensors", "tiny_clip_l.safetensors"} <= set(spec["mllm"][0])
+    assert "tiny_llava_llama3_vision.safetensors" in spec["vision"][0]
 
 
 def test_pack_imports_as_comfyui_does_under_another_folder_name(tmp_path):
@@ -72,7 +73,7 @@ class RecordingBar:
 def tiny_graph(comfy_models):
     model, _ = NODES["HunyuanI2VLoadTransformer"]().load("[diffusers] tiny_v2", "fp32", False, "native (PyTorch SDPA)", "model")
     (vae,) = NODES["HunyuanI2VLoadVAE"]().load("[diffusers] tiny_v2", "fp32")
-    (encoders,) = NODES["HunyuanI2VLoadTextEncoders"]().load("tiny_v2", "fp32")
+    (encoders,) = NODES["HunyuanI2VLoadTextEncoders"]().load(*te_choice("tiny_v2"))
     image, _ = test_image(32, 48)
     cond, start = NODES["HunyuanI2VEncode"]().encode(encoders, vae, image, "a cat", "", "360p", 48, 32)
     return model, vae, cond, start

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import test_image
+from conftest import te_choice, test_image
 
 from hyv_pack import NODE_CLASS_MAPPINGS as NODES
 from hyv_pack.hunyuan_i2v import conditioning
@@ -17,7 +17,7 @@ def run_graph(model_choice, vae_choice, folder, image, *, cfg, negative, guidanc
     """LoadTransformer, LoadVAE, LoadTextEncoders -> Encode -> Sample -> Decode, as ComfyUI would."""
     model, info = NODES["HunyuanI2VLoadTransformer"]().load(model_choice, "fp32", False, "native (PyTorch SDPA)", "model")
     (vae,) = NODES["HunyuanI2VLoadVAE"]().load(vae_choice, "fp32")
-    (encoders,) = NODES["HunyuanI2VLoadTextEncoders"]().load(folder, "fp32")
+    (encoders,) = NODES["HunyuanI2VLoadTextEncoders"]().load(*te_choice(folder))
     cond, start = NODES["HunyuanI2VEncode"]().encode(encoders, vae, image, PROMPT, negative, "720p", WIDTH, HEIGHT)
     (latent,) = NODES["HunyuanI2VSample"]().sample(
         model, cond, SEED, STEPS, FRAMES, 7.0, guidance, cfg, True, "off", 0.1
