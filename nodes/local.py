@@ -37,6 +37,8 @@ class HunyuanI2VEncode:
         }
 
     def encode(self, text_encoders, vae, image, prompt, negative_prompt, resolution, width, height):
+        on_gpu = [vae.model] + ([] if text_encoders.run_on_cpu else text_encoders.modules())
+        comfy.make_room_on_device(comfy.torch_device(), acceleration.module_bytes(on_gpu))
         cond = stages.run_encode(
             text_encoders, vae, image, prompt, negative_prompt, resolution, width, height,
             comfy.torch_device(), comfy.offload_device(),
@@ -89,6 +91,8 @@ class HunyuanI2VSample:
             bar.update_absolute(info.index + 1, info.total, preview(info.denoised) if preview else None)
 
         comfy.check_interrupt()
+        if not acceleration.has_group_offload(model.model):
+            comfy.make_room_on_device(device, acceleration.module_bytes([model.model]))
         latents, drop = stages.run_sample(
             model, conditioning, settings, cache, cache_threshold, device, comfy.offload_device(), on_step
         )
@@ -118,6 +122,7 @@ class HunyuanI2VDecode:
         if not isinstance(latent, dict) or "samples" not in latent:
             raise UserInputError("latent must be a LATENT from the HunyuanVideo I2V sampler.")
         drop = int(latent.get(LATENT_INFO_KEY, {}).get("drop_frames", 0))
+        comfy.make_room_on_device(comfy.torch_device(), acceleration.module_bytes([vae.model]))
         frames = stages.run_decode(
             vae, latent["samples"].float() * vae.scaling_factor, drop, tiling, tile_size,
             comfy.torch_device(), comfy.offload_device(),
