@@ -117,7 +117,9 @@ def tensor_keys(path: str | os.PathLike) -> list[str]:
 
 
 def strip_prefix(keys: list[str]) -> str:
-    """The wrapper prefix every key shares, or ''."""
+    """The wrapper prefix every key shares, or ''. ComfyUI's bare ``scaled_fp8``
+    marker key does not count."""
+    keys = [k for k in keys if not k.endswith("scaled_fp8")]
     for prefix in KNOWN_PREFIXES:
         if keys and all(k.startswith(prefix) for k in keys):
             return prefix
@@ -139,44 +141,36 @@ def load_state_dict(path: str | os.PathLike, dtype: torch.dtype | None = None) -
 
     ``dtype`` casts floating tensors (fp8 storage is upcast to it); None keeps
     stored dtypes except that fp8 becomes bfloat16 (fp8 cannot be computed in).
+    Tensors are read and converted one at a time, so converting a 26 GB file
+    never holds the stored and the converted copy at once.
     """
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
-    check_safetensors(path)
-    state = load_file(str(path), device="cpu")
-    prefix = strip_prefix(list(state))
-    if prefix:
-        state = {k[len(prefix):]: v for k, v in state.items()}
-    return dequantize(state, dtype)
+    keys = tensor_keys(path)
+    prefix = strip_prefix(keys)
+    target = dtype or torch.bfloat16
+    state: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        scales = {k[: -len("scale_weight")]: handle.get_tensor(k) for k in keys if k.endswith(".scale_weight")}
+        for key in keys:
+            if key.endswith("scaled_fp8") or key.endswith((".scale_weight", ".scale_input")):
+                continue  # ComfyUI's fp8 matmul hints: not used here
+            tensor = handle.get_tensor(key)
+            if tensor.dtype in _FP8_DTYPES:
+                tensor = tensor.to(target)
+                scale = scales.get(key[: -len("weight")]) if key.endswith("weight") else None
+                if scale is not None:
+                    tensor = tensor * scale.to(target)
+            elif dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            state[key[len(prefix):]] = tensor
+    return state
 
 
 _FP8_DTYPES = tuple(
     getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
     if hasattr(torch, name)
 )
-
-
-def dequantize(state: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
-    """Undo ComfyUI's ``scaled_fp8`` storage and cast floating tensors.
-
-    In those files ``X.weight`` is fp8 and ``X.scale_weight`` its per-tensor
-    scale; ``scale_input`` and the ``scaled_fp8`` marker are for fp8 matmuls,
-    which we do not use.
-    """
-    target = dtype or torch.bfloat16
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in state.items():
-        if key == "scaled_fp8" or key.endswith((".scale_weight", ".scale_input")):
-            continue
-        if tensor.dtype in _FP8_DTYPES:
-            tensor = tensor.to(target)
-            scale = state.get(key[: -len("weight")] + "scale_weight") if key.endswith("weight") else None
-            if scale is not None:
-                tensor = tensor * scale.to(target)
-        elif dtype is not None and tensor.is_floating_point():
-            tensor = tensor.to(dtype)
-        out[key] = tensor
-    return out
 
 
 def block_count(keys, prefix: str) -> int:

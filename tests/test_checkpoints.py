@@ -76,12 +76,19 @@ def test_missing_metadata_for_unusual_sizes_says_what_to_add(comfy_models, tmp_p
         transformer.load_transformer(target, torch.float32)
 
 
-def test_scaled_fp8_weights_are_dequantized():
+def test_scaled_fp8_weights_are_dequantized(tmp_path):
+    """ComfyUI's *_fp8_scaled files: fp8 weights with per-tensor scale_weight, a scaled_fp8 marker."""
+    from safetensors.torch import save_file
+
     weight = torch.randn(4, 4)
     scale = torch.tensor(0.5)
     stored = (weight / scale).to(torch.float8_e4m3fn)
-    state = {"a.weight": stored, "a.scale_weight": scale, "scaled_fp8": torch.zeros(0), "a.bias": torch.ones(4)}
-    out = files.dequantize(state, torch.float32)
+    state = {"a.weight": stored, "a.scale_weight": scale, "scaled_fp8": torch.zeros(0), "a.bias": torch.ones(4),
+             "a.scale_input": torch.tensor(1.0)}
+    stored_state = {f"model.diffusion_model.{k}": v for k, v in state.items() if k != "scaled_fp8"}
+    stored_state["scaled_fp8"] = state["scaled_fp8"]  # ComfyUI writes the marker without the prefix
+    save_file(stored_state, str(tmp_path / "fp8.safetensors"))
+    out = files.load_state_dict(tmp_path / "fp8.safetensors", torch.float32)
     assert set(out) == {"a.weight", "a.bias"}
     assert torch.allclose(out["a.weight"], stored.to(torch.float32) * 0.5)
     assert out["a.weight"].dtype == torch.float32
