@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from einops import rearrange
 
 from . import acceleration, images, sampling
 from .conditioning import I2VConditioning, encode
@@ -128,5 +129,5 @@ def run_decode(
         video = vae.decode(latents)
     video = video[:, :, drop_frames:] if drop_frames else video
     frames = (video.float() / 2 + 0.5).clamp(0, 1)
-    # [B, C, F, H, W] -> [B*F, H, W, C]: ComfyUI's IMAGE is a batch of frames
-    return frames.permute(0, 2, 3, 4, 1).reshape(-1, *frames.shape[3:], frames.shape[1]).cpu()
+    # ComfyUI's IMAGE is a batch of frames, channels last
+    return rearrange(frames, "b c f h w -> (b f) h w c").cpu()
