@@ -1,0 +1,928 @@
+"""Opt-in: the pack inside a real ComfyUI server, driven over its HTTP API.
+
+Skipped unless ``COMFYUI_PATH`` names a ComfyUI checkout (the folder with
+``main.py``). ``COMFYUI_PYTHON`` picks the interpreter that runs ComfyUI (a
+virtual environment with ComfyUI's and the pack's requirements); without it
+the interpreter running pytest is used. See docs/comfyui_integration.md.
+
+What it does, all on 127.0.0.1 with bounded waits:
+
+* makes a throw-away ComfyUI base directory: ``custom_nodes/hunyuan-video i2v``
+  (a symlink to this repository; the space and dash check that nothing in the
+  pack depends on its folder name), empty input/output/user/temp folders, and
+  an ``extra_model_paths.yaml`` pointing at the tiny models of the
+  ``models_root`` fixture; ComfyUI runs with ``--base-directory`` there, an
+  in-memory database and ``PYTHONDONTWRITEBYTECODE=1``, so nothing is written
+  into the ComfyUI checkout or this repository;
+* starts ``main.py --cpu`` on a free loopback port (and the WaveSpeed stand-in
+  server, when the pack has it, with WAVESPEED_BASE_URL / WAVESPEED_API_KEY
+  set for ComfyUI only), and stops both in the fixture's teardown;
+* checks /object_info against the pack's NODE_CLASS_MAPPINGS and the server log
+  for import errors; validates every ``workflows/*.json`` against /object_info;
+  converts the local workflow (UI format) to an API prompt, runs it on the tiny
+  v2 and v1 models and decodes the saved MP4; runs a bad prompt (frames=10)
+  and checks the pack's message in /history; runs the WaveSpeed workflow
+  against the stand-in server. Two more short-lived servers check a ComfyUI
+  started with ``--preview-method auto`` and one whose models folder has only
+  ComfyUI's single files (no ``models/diffusers``).
+
+Test infrastructure only: torchvision / torchaudio stand-ins. ComfyUI imports
+torchvision and torchaudio at start-up, and the package registries have no CPU
+build of either that matches a CPU-only torch (the torchvision wheel pip finds
+is a CUDA build whose C extension fails to load). When ``COMFYUI_PYTHON``
+cannot import one of them, the test writes a minimal stand-in package for it
+into the temporary base directory and puts that on the ComfyUI process's
+PYTHONPATH (nothing is installed anywhere): any ``torchvision.*`` /
+``torchaudio.*`` import succeeds, and calling anything from it raises. The
+nodes this pack's workflows use never call them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+LOCAL_WORKFLOW = ROOT / "workflows" / "hunyuan_i2v_local.json"
+WAVESPEED_WORKFLOW = ROOT / "workflows" / "hunyuan_i2v_wavespeed.json"
+PACK_FOLDER = "hunyuan-video i2v"  # custom_nodes/<this>: a space and a dash on purpose
+HOST = "127.0.0.1"
+
+START_TIMEOUT_S = 240.0   # ComfyUI start-up (imports torch, transformers, every core node)
+RUN_TIMEOUT_S = 600.0     # one tiny prompt on two CPU cores
+HTTP_TIMEOUT_S = 30.0     # one request
+STOP_TIMEOUT_S = 20.0
+
+pytestmark = [
+    pytest.mark.comfyui,
+    pytest.mark.skipif(
+        not os.environ.get("COMFYUI_PATH"),
+        reason="opt-in: set COMFYUI_PATH to a ComfyUI checkout (and COMFYUI_PYTHON to its interpreter) to run "
+               "the pack inside a real ComfyUI server",
+    ),
+]
+
+# Widget types the frontend draws; a COMBO is also declared as a plain list of options.
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
+UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload")
+FILE_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".png", ".jpg", ".jpeg", ".webp",
+                 ".mp4", ".webm", ".wav", ".flac", ".mp3")
+# Frontend-only nodes: never sent to the server.
+VIRTUAL_NODES = ("Note", "MarkdownNote", "Reroute", "PrimitiveNode")
+
+
+# ====================================================================== server
+
+class ComfyServer:
+    def __init__(self, process: subprocess.Popen, url: str, base: Path, log_path: Path, stand_in=None):
+        self.process = process
+        self.url = url
+        self.base = base
+        self.log_path = log_path
+        self.stand_in = stand_in
+        self.stand_in_reason = ""  # why there is no WaveSpeed stand-in
+        self.stand_ins: list[str] = []  # torchvision / torchaudio stand-ins on ComfyUI's PYTHONPATH
+        self._object_info = None
+
+    # ------------------------------------------------------------------ http
+    def request(self, method: str, path: str, timeout: float = HTTP_TIMEOUT_S, **kwargs):
+        import requests
+
+        self.assert_alive()
+        return requests.request(method, self.url + path, timeout=timeout, **kwargs)
+
+    def get_json(self, path: str):
+        response = self.request("GET", path)
+        assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text[:500]}"
+        return response.json()
+
+    @property
+    def object_info(self) -> dict:
+        if self._object_info is None:
+            self._object_info = self.get_json("/object_info")
+        return self._object_info
+
+    # ------------------------------------------------------------------ state
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def assert_alive(self) -> None:
+        code = self.process.poll()
+        assert code is None, f"ComfyUI exited with code {code}. Log tail:\n{self.log_tail()}"
+
+    # ------------------------------------------------------------------ prompts
+    def upload_image(self, name: str, png: bytes) -> str:
+        response = self.request("POST", "/upload/image", files={"image": (name, png, "image/png")},
+                                data={"overwrite": "true"})
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        self._object_info = None  # LoadImage's options list the input folder
+        return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
+
+    def queue(self, prompt: dict) -> str:
+        response = self.request("POST", "/prompt", json={"prompt": prompt, "client_id": "hyv-integration-test"})
+        assert response.status_code == 200, (
+            f"ComfyUI refused the prompt: {json.dumps(response.json() if response.content else {}, indent=1)[:4000]}"
+        )
+        return response.json()["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = RUN_TIMEOUT_S) -> dict:
+        """The prompt's /history entry once it has finished (success or error)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            history = self.get_json(f"/history/{prompt_id}")
+            entry = history.get(prompt_id)
+            if entry:  # ComfyUI adds the entry when the prompt has finished, with or without error
+                return entry
+            time.sleep(0.5)
+        pytest.fail(f"prompt {prompt_id} did not finish in {timeout:.0f} s. Log tail:\n{self.log_tail()}")
+
+    def run(self, prompt: dict, timeout: float = RUN_TIMEOUT_S) -> dict:
+        return self.wait(self.queue(prompt), timeout)
+
+    def output_file(self, item: dict) -> Path:
+        assert item.get("type") == "output", item
+        return self.base / "output" / item.get("subfolder", "") / item["filename"]
+
+    # ------------------------------------------------------------------ stop
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.process.wait(STOP_TIMEOUT_S)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+STUB_SOURCE = '''"""Stand-in for {name}, written by tests/test_comfyui_integration.py (test infrastructure only).
+
+Any {name}.* import succeeds; calling anything from it raises."""
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+
+__version__ = "0.0.0+stand-in"
+
+
+class _Missing:
+    def __init__(self, path):
+        self._path = path
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Missing(self._path + "." + attr)
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(self._path + " is a stand-in: {name} is not installed")
+
+    def __mro_entries__(self, bases):
+        return (object,)
+
+
+def _module_getattr(prefix):
+    def getattr_(attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Missing(prefix + "." + attr)
+    return getattr_
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, fullname, path, target=None):
+        if fullname.startswith("{name}."):
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__path__ = []
+        module.__getattr__ = _module_getattr(spec.name)
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+sys.meta_path.append(_Finder())
+__getattr__ = _module_getattr("{name}")
+'''
+
+
+def _stand_ins_needed(python: str, cwd: Path, env: dict) -> list[str]:
+    """torchvision / torchaudio that ``python`` cannot import."""
+    script = ("import importlib, sys\n"
+              "for name in ('torchvision', 'torchaudio'):\n"
+              "    try:\n        importlib.import_module(name)\n"
+              "    except Exception:\n        print(name)\n")
+    result = subprocess.run([python, "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, f"{python} cannot run: {result.stderr[-2000:]}"
+    return result.stdout.split()
+
+
+def _start_wavespeed_stand_in():
+    """The pack's WaveSpeed stand-in server, or (None, reason) when the pack has none."""
+    if not (ROOT / "nodes" / "wavespeed_node.py").exists():
+        return None, "nodes/wavespeed_node.py does not exist"
+    if not (ROOT / "tests" / "wavespeed_server.py").exists():
+        return None, "tests/wavespeed_server.py does not exist"
+    try:
+        import wavespeed_server
+    except Exception as exc:  # noqa: BLE001 - reported as the skip reason
+        return None, f"tests/wavespeed_server.py does not import: {exc!r}"
+    return wavespeed_server.StandInWaveSpeed().start(), ""
+
+
+@contextlib.contextmanager
+def comfy_server(models_root: Path, tmp_path_factory, extra_args: tuple = (), wavespeed: bool = True,
+                 folders: tuple = ("diffusion_models", "vae", "diffusers", "text_encoders", "clip_vision")):
+    """A running ComfyUI with the pack in a fresh base directory; stopped on exit.
+
+    ``folders``: the model folders of ``models_root`` that ComfyUI gets (extra_model_paths.yaml)."""
+    comfy_path = Path(os.environ["COMFYUI_PATH"]).expanduser().resolve()
+    assert (comfy_path / "main.py").is_file(), f"COMFYUI_PATH={comfy_path} has no main.py"
+    python = os.environ.get("COMFYUI_PYTHON") or sys.executable
+
+    base = tmp_path_factory.mktemp("comfy base")
+    for sub in ("custom_nodes", "models", "input", "output", "user", "temp"):
+        (base / sub).mkdir()
+    (base / "custom_nodes" / PACK_FOLDER).symlink_to(ROOT, target_is_directory=True)
+    model_paths = base / "extra_model_paths.yaml"
+    model_paths.write_text(
+        "hyv_tiny_models:\n"
+        f"    base_path: {json.dumps(str(models_root))}\n"
+        + "".join(f"    {kind}: {kind}/\n" for kind in folders if (models_root / kind).is_dir())
+    )
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HUNYUAN_I2V_MODELS", "WAVESPEED_API_KEY_FILE", "WAVESPEED_API_KEY", "WAVESPEED_BASE_URL",
+                        "PYTHONPATH")}
+    env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               DO_NOT_TRACK="1", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    stand_ins = _stand_ins_needed(python, base, env)
+    if stand_ins:
+        stubs = base / "stand_ins"
+        for name in stand_ins:
+            (stubs / name).mkdir(parents=True)
+            (stubs / name / "__init__.py").write_text(STUB_SOURCE.replace("{name}", name))
+        env["PYTHONPATH"] = str(stubs)
+
+    stand_in, stand_in_reason = _start_wavespeed_stand_in() if wavespeed else (None, "not started for this server")
+    if stand_in is not None:
+        env["WAVESPEED_BASE_URL"] = stand_in.base_url
+        env["WAVESPEED_API_KEY"] = stand_in.api_key
+
+    cli_args = (comfy_path / "comfy" / "cli_args.py").read_text()
+    server = None
+    try:
+        for attempt in range(3):  # the free port can be taken between choosing and binding it
+            port = _free_port()
+            command = [python, "main.py", "--cpu", "--listen", HOST, "--port", str(port),
+                       "--base-directory", str(base), "--extra-model-paths-config", str(model_paths),
+                       *extra_args]
+            if "--disable-auto-launch" in cli_args:
+                command.append("--disable-auto-launch")
+            if "--database-url" in cli_args:  # the default database lives inside the checkout
+                command += ["--database-url", "sqlite:///:memory:"]
+            log_path = base / f"comfyui-{attempt}.log"
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(command, cwd=comfy_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)
+            server = ComfyServer(process, f"http://{HOST}:{port}", base, log_path, stand_in)
+            server.stand_in_reason = stand_in_reason
+            server.stand_ins = stand_ins
+            if _wait_until_up(server):
+                break
+            log_text = server.log()
+            server.stop()
+            if "address already in use" not in log_text.lower() or attempt == 2:
+                pytest.fail(f"ComfyUI did not start (command: {command}). Log tail:\n"
+                            + "\n".join(log_text.splitlines()[-80:]))
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        if stand_in is not None:
+            stand_in.stop()
+
+
+@pytest.fixture(scope="module")
+def comfy(models_root, tmp_path_factory):
+    with comfy_server(models_root, tmp_path_factory) as server:
+        yield server
+
+
+def _wait_until_up(server: ComfyServer) -> bool:
+    import requests
+
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            return False
+        try:
+            if requests.get(server.url + "/system_stats", timeout=5).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+# ====================================================================== workflow helpers
+
+def _spec(entry) -> tuple:
+    """(type, options) of an /object_info input entry; a COMBO's type is "COMBO"."""
+    kind = entry[0]
+    options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
+    if isinstance(kind, list):
+        options = {**options, "options": kind}
+        kind = "COMBO"
+    return kind, options
+
+
+def _declared_inputs(info: dict) -> dict:
+    """name -> /object_info entry for required and optional inputs, in INPUT_TYPES order."""
+    declared = {}
+    order = info.get("input_order", {})
+    for section in ("required", "optional"):
+        entries = info.get("input", {}).get(section, {})
+        for name in order.get(section, list(entries)):
+            declared[name] = entries[name]
+    return declared
+
+
+def _widget_inputs(info: dict) -> list[tuple[str, str, dict]]:
+    """(name, type, options) of the inputs the frontend draws as widgets, in order."""
+    widgets = []
+    for name, entry in _declared_inputs(info).items():
+        kind, options = _spec(entry)
+        if kind in WIDGET_TYPES and not options.get("forceInput"):
+            widgets.append((name, kind, options))
+    return widgets
+
+
+def _extra_values(name: str, kind: str, options: dict) -> list[str]:
+    """Values the frontend stores after a widget's own: the seed control, the upload button."""
+    extra = []
+    if options.get("control_after_generate", kind == "INT" and name in ("seed", "noise_seed")):
+        extra.append("control_after_generate")
+    if any(options.get(flag) for flag in UPLOAD_FLAGS):
+        extra.append("upload")
+    return extra
+
+
+def widget_values(node: dict, info: dict) -> tuple[dict, list[str]]:
+    """widgets_values mapped to input names (INPUT_TYPES order), and what did not fit."""
+    where = f"node {node['id']} ({node['type']})"
+    values = node.get("widgets_values", [])
+    widgets = _widget_inputs(info)
+    if isinstance(values, dict):  # some frontends store a dict by name
+        unknown = sorted(set(values) - {name for name, _, _ in widgets})
+        return ({name: values[name] for name, _, _ in widgets if name in values},
+                [f"{where}: widgets_values names no input: {unknown}"] if unknown else [])
+    mapped, problems, index = {}, [], 0
+    for name, kind, options in widgets:
+        if index >= len(values):
+            problems.append(f"{where}: no widget value for '{name}' ({len(values)} values for "
+                            f"{len(widgets)} widgets)")
+            return mapped, problems
+        mapped[name] = values[index]
+        index += 1
+        for extra in _extra_values(name, kind, options):
+            if index >= len(values):
+                problems.append(f"{where}: '{name}' lacks its {extra} value")
+                return mapped, problems
+            if extra == "control_after_generate" and values[index] not in CONTROL_VALUES:
+                problems.append(f"{where}: '{name}' control value {values[index]!r} is not one of {CONTROL_VALUES}")
+            index += 1
+    if index != len(values):
+        problems.append(f"{where}: {len(values)} widget values, the inputs take {index}: {values[index:]!r} left over")
+    return mapped, problems
+
+
+def _types_match(a: str, b: str) -> bool:
+    a, b = str(a), str(b)
+    if a == b or "*" in (a, b):
+        return True
+    return bool(set(a.split(",")) & set(b.split(",")))
+
+
+def _ui_type(entry) -> str:
+    kind = entry[0]
+    return "COMBO" if isinstance(kind, list) else kind
+
+
+def check_value(where: str, value, kind: str, options: dict, file_list: bool) -> list[str]:
+    if kind == "COMBO":
+        if file_list:  # lists the user's files: any name is fine in a shipped workflow
+            return [] if isinstance(value, str) and value else [f"{where}: file choice {value!r} is not a name"]
+        choices = options.get("options", [])
+        return [] if value in choices else [f"{where}: {value!r} is not one of {choices}"]
+    if kind == "BOOLEAN":
+        return [] if isinstance(value, bool) else [f"{where}: {value!r} is not a boolean"]
+    if kind == "STRING":
+        return [] if isinstance(value, str) else [f"{where}: {value!r} is not a string"]
+    if kind == "INT" and (isinstance(value, bool) or not isinstance(value, int)):
+        return [f"{where}: {value!r} is not an integer"]
+    if kind == "FLOAT" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return [f"{where}: {value!r} is not a number"]
+    problems = []
+    if "min" in options and value < options["min"]:
+        problems.append(f"{where}: {value} is below min {options['min']}")
+    if "max" in options and value > options["max"]:
+        problems.append(f"{where}: {value} is above max {options['max']}")
+    return problems
+
+
+def _is_file_list(node_type: str, name: str, options: dict, value, pack_file_lists: set) -> bool:
+    if (node_type, name) in pack_file_lists or any(options.get(flag) for flag in UPLOAD_FLAGS):
+        return True
+    choices = [c for c in options.get("options", []) if isinstance(c, str)]
+    names = choices + ([value] if isinstance(value, str) else [])
+    return bool(names) and all(n.lower().endswith(FILE_SUFFIXES) for n in names)
+
+
+def validate_workflow(workflow: dict, object_info: dict, pack_file_lists: set) -> list[str]:
+    """Everything in a UI-format workflow that ComfyUI's /object_info contradicts."""
+    problems = []
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+
+    def output_type(node: dict, slot: int):
+        if node["type"] in VIRTUAL_NODES:
+            return "*"
+        outputs = object_info.get(node["type"], {}).get("output", [])
+        return outputs[slot] if slot < len(outputs) else None
+
+    for node in workflow["nodes"]:
+        kind, where = node["type"], f"node {node['id']} ({node['type']})"
+        if kind in VIRTUAL_NODES:
+            continue
+        if kind not in object_info:
+            problems.append(f"{where}: ComfyUI has no node type '{kind}'")
+            continue
+        info = object_info[kind]
+        mapped, found = widget_values(node, info)
+        problems += found
+        widgets = {name: (k, o) for name, k, o in _widget_inputs(info)}
+        for name, value in mapped.items():
+            k, options = widgets[name]
+            problems += check_value(f"{where} {name}", value, k, options,
+                                    _is_file_list(kind, name, options, value, pack_file_lists))
+        declared = _declared_inputs(info)
+        linked = set()
+        for slot in node.get("inputs", []):
+            name = slot.get("widget", {}).get("name", slot["name"])
+            if name not in declared:
+                problems.append(f"{where}: input '{name}' is not declared (declared: {list(declared)})")
+                continue
+            if not _types_match(slot["type"], _ui_type(declared[name])):
+                problems.append(f"{where}: input '{name}' has type {slot['type']}, ComfyUI declares "
+                                f"{_ui_type(declared[name])}")
+            if slot.get("link") is not None:
+                linked.add(name)
+        for name, entry in info.get("input", {}).get("required", {}).items():
+            kind_, options = _spec(entry)
+            is_widget = kind_ in WIDGET_TYPES and not options.get("forceInput")
+            if not is_widget and name not in linked:
+                problems.append(f"{where}: required input '{name}' ({kind_}) is not connected")
+        declared_outputs = info.get("output", [])
+        for index, slot in enumerate(node.get("outputs", [])):
+            if index >= len(declared_outputs):
+                problems.append(f"{where}: output {index} ({slot.get('name')}) does not exist")
+            elif not _types_match(slot["type"], declared_outputs[index]):
+                problems.append(f"{where}: output {index} has type {slot['type']}, ComfyUI declares "
+                                f"{declared_outputs[index]}")
+
+    for link in workflow.get("links", []):
+        link_id, origin_id, origin_slot, target_id, target_slot, link_type = link[:6]
+        where = f"link {link_id}"
+        origin, target = nodes.get(origin_id), nodes.get(target_id)
+        if origin is None or target is None:
+            problems.append(f"{where}: joins missing node {origin_id if origin is None else target_id}")
+            continue
+        source_type = output_type(origin, origin_slot)
+        if source_type is None:
+            problems.append(f"{where}: node {origin_id} has no output {origin_slot}")
+        elif not _types_match(source_type, link_type):
+            problems.append(f"{where}: carries {link_type} but node {origin_id} output {origin_slot} is {source_type}")
+        inputs = target.get("inputs", [])
+        if target_slot >= len(inputs):
+            problems.append(f"{where}: node {target_id} has no input slot {target_slot}")
+            continue
+        slot = inputs[target_slot]
+        if slot.get("link") != link_id:
+            problems.append(f"{where}: node {target_id} input {slot['name']} names link {slot.get('link')}")
+        if target["type"] not in VIRTUAL_NODES and target["type"] in object_info:
+            name = slot.get("widget", {}).get("name", slot["name"])
+            declared = _declared_inputs(object_info[target["type"]]).get(name)
+            if declared is not None and not _types_match(link_type, _ui_type(declared)):
+                problems.append(f"{where}: carries {link_type} into {target['type']}.{name}, which takes "
+                                f"{_ui_type(declared)}")
+        outputs = origin.get("outputs", [])
+        if origin_slot < len(outputs) and link_id not in (outputs[origin_slot].get("links") or []):
+            problems.append(f"{where}: node {origin_id} output {origin_slot} does not list it")
+    return problems
+
+
+def ui_to_api(workflow: dict, object_info: dict) -> dict:
+    """A UI-format workflow as the API prompt the frontend would queue."""
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    links = {link[0]: link for link in workflow.get("links", [])}
+
+    def source(link_id):
+        link = links[link_id]
+        origin = nodes[link[1]]
+        while origin["type"] == "Reroute":
+            link = links[origin["inputs"][0]["link"]]
+            origin = nodes[link[1]]
+        if origin["type"] == "PrimitiveNode" or origin.get("mode", 0) == 2:
+            return None  # the value is in the target's widget / the muted node sends nothing
+        return [str(origin["id"]), link[2]]
+
+    prompt = {}
+    for node in workflow["nodes"]:
+        if node["type"] in VIRTUAL_NODES or node.get("mode", 0) == 2:
+            continue
+        assert node.get("mode", 0) == 0, f"node {node['id']}: mode {node['mode']} (bypass) is not converted"
+        info = object_info[node["type"]]
+        inputs, problems = widget_values(node, info)
+        assert not problems, problems
+        for slot in node.get("inputs", []):
+            if slot.get("link") is not None:
+                linked = source(slot["link"])
+                if linked is not None:
+                    inputs[slot.get("widget", {}).get("name", slot["name"])] = linked
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs,
+                                   "_meta": {"title": node.get("title", info.get("display_name", node["type"]))}}
+    return prompt
+
+
+def set_inputs(graph: dict, object_info: dict, class_type: str, /, **values) -> None:
+    """Set widget inputs of every ``class_type`` node; each name must be a declared input."""
+    targets = [node for node in graph.values() if node["class_type"] == class_type]
+    assert targets, f"the prompt has no {class_type} node"
+    declared = _declared_inputs(object_info[class_type])
+    for name, value in values.items():
+        assert name in declared, f"{class_type} has no input '{name}' (it has {list(declared)})"
+        kind, options = _spec(declared[name])
+        if kind == "COMBO":
+            assert value in options["options"], f"{class_type}.{name}: {value!r} not in {options['options']}"
+        for node in targets:
+            node["inputs"][name] = value
+
+
+def choose(object_info: dict, class_type: str, name: str, *preferred: str) -> str:
+    """The first of ``preferred`` that the server offers for a COMBO input."""
+    _, options = _spec(_declared_inputs(object_info[class_type])[name])
+    for value in preferred:
+        if value in options["options"]:
+            return value
+    pytest.fail(f"{class_type}.{name} offers none of {preferred}: {options['options']}")
+
+
+def start_image_png(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    array = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_mp4(path: Path) -> tuple[int, int, int]:
+    """(frames, width, height) of an MP4, by decoding every frame with PyAV."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return frames, stream.codec_context.width, stream.codec_context.height
+
+
+def errors_in(entry: dict) -> list[dict]:
+    return [data for kind, data in entry.get("status", {}).get("messages", []) if kind == "execution_error"]
+
+
+def assert_success(entry: dict, server: ComfyServer) -> None:
+    status = entry.get("status", {})
+    errors = errors_in(entry)
+    assert status.get("status_str") == "success" and status.get("completed"), (
+        "prompt failed:\n" + "\n".join(
+            f"node {e.get('node_id')} ({e.get('node_type')}): {e.get('exception_type')}: {e.get('exception_message')}\n"
+            + "".join(e.get("traceback", [])) for e in errors
+        ) + f"\nLog tail:\n{server.log_tail()}"
+    )
+
+
+def saved_videos(entry: dict, prompt: dict, class_type: str = "SaveVideo") -> list[dict]:
+    items = []
+    for node_id, node in prompt.items():
+        if node["class_type"] == class_type:
+            output = entry.get("outputs", {}).get(node_id, {})
+            items += output.get("images", []) + output.get("videos", []) + output.get("gifs", [])
+    return items
+
+
+@pytest.fixture(scope="module")
+def pack_file_lists(models_root, tmp_path_factory) -> set:
+    """(node, input) pairs of the pack whose options are the user's files: they change with the models folder."""
+    import hyv_pack
+
+    empty = tmp_path_factory.mktemp("no models")
+    saved = os.environ.get("HUNYUAN_I2V_MODELS")
+
+    def combos():
+        found = {}
+        for name, cls in hyv_pack.NODE_CLASS_MAPPINGS.items():
+            for section in cls.INPUT_TYPES().values():
+                for input_name, entry in section.items():
+                    if isinstance(entry[0], list):
+                        found[(name, input_name)] = list(entry[0])
+        return found
+
+    try:
+        os.environ["HUNYUAN_I2V_MODELS"] = str(empty)
+        without = combos()
+        os.environ["HUNYUAN_I2V_MODELS"] = str(models_root)
+        with_models = combos()
+    finally:
+        if saved is None:
+            os.environ.pop("HUNYUAN_I2V_MODELS", None)
+        else:
+            os.environ["HUNYUAN_I2V_MODELS"] = saved
+    return {key for key in with_models if with_models[key] != without.get(key)}
+
+
+def tiny_local_prompt(server: ComfyServer, version: str, image_name: str, frames: int = 5) -> dict:
+    """The shipped local workflow with the tiny models and a small, fast video."""
+    info = server.object_info
+    prompt = ui_to_api(json.loads(LOCAL_WORKFLOW.read_text()), info)
+    if version == "v2":  # single files from diffusion_models / vae
+        model = choose(info, "HunyuanI2VLoadTransformer", "model_name", "tiny_v2.safetensors")
+        vae = choose(info, "HunyuanI2VLoadVAE", "vae_name", "tiny_vae.safetensors")
+    else:  # diffusers folders
+        model = choose(info, "HunyuanI2VLoadTransformer", "model_name", f"[diffusers] tiny_{version}")
+        vae = choose(info, "HunyuanI2VLoadVAE", "vae_name", f"[diffusers] tiny_{version}")
+    set_inputs(prompt, info, "HunyuanI2VLoadTransformer", model_name=model, weight_dtype="fp32")
+    set_inputs(prompt, info, "HunyuanI2VLoadVAE", vae_name=vae, dtype="fp32")
+
+    encoders = _declared_inputs(info["HunyuanI2VLoadTextEncoders"])
+    values = {"dtype": "fp32"}
+    if "mllm" in encoders:  # a diffusers folder as mllm: vision and clip come from it
+        values["mllm"] = choose(info, "HunyuanI2VLoadTextEncoders", "mllm", f"[diffusers] tiny_{version}")
+        for name in ("vision", "clip"):
+            if name in encoders:
+                values[name] = _spec(encoders[name])[1].get("default")
+    else:
+        values["diffusers_folder"] = choose(info, "HunyuanI2VLoadTextEncoders", "diffusers_folder",
+                                            f"tiny_{version}", f"[diffusers] tiny_{version}")
+    if "device" in encoders:
+        values["device"] = choose(info, "HunyuanI2VLoadTextEncoders", "device", "cpu")
+    set_inputs(prompt, info, "HunyuanI2VLoadTextEncoders", **values)
+
+    set_inputs(prompt, info, "LoadImage", image=image_name)
+    set_inputs(prompt, info, "HunyuanI2VEncode", width=48, height=32)
+    set_inputs(prompt, info, "HunyuanI2VSample", seed=0, steps=2, frames=frames)
+    set_inputs(prompt, info, "SaveVideo", filename_prefix=f"video/integration_{version}")
+    return prompt
+
+
+@pytest.fixture(scope="module")
+def start_image(comfy) -> str:
+    return comfy.upload_image("hyv start image.png", start_image_png())
+
+
+# ====================================================================== tests
+
+def test_pack_nodes_are_registered(comfy):
+    import hyv_pack
+
+    info = comfy.object_info
+    missing = sorted(set(hyv_pack.NODE_CLASS_MAPPINGS) - set(info))
+    assert not missing, f"not in /object_info: {missing}. Log tail:\n{comfy.log_tail()}"
+    for name in hyv_pack.NODE_CLASS_MAPPINGS:
+        assert info[name]["python_module"] == f"custom_nodes.{PACK_FOLDER}", info[name]["python_module"]
+        assert info[name]["display_name"] == hyv_pack.NODE_DISPLAY_NAME_MAPPINGS[name]
+    log = comfy.log()
+    bad = [line for line in log.splitlines()
+           if ("IMPORT FAILED" in line or "Cannot import" in line) and PACK_FOLDER in line]
+    assert not bad, "\n".join(bad)
+    assert re.search(rf"seconds: .*custom_nodes/{re.escape(PACK_FOLDER)}\s*$", log, re.M), (
+        "the pack is missing from ComfyUI's custom node import times:\n" + comfy.log_tail()
+    )
+
+
+def test_model_lists_come_from_comfyui_folders(comfy):
+    """extra_model_paths.yaml folders reach the pack's loaders through folder_paths."""
+    info = comfy.object_info
+    model_names = _spec(_declared_inputs(info["HunyuanI2VLoadTransformer"])["model_name"])[1]["options"]
+    assert {"tiny_v1.safetensors", "tiny_v2.safetensors", "[diffusers] tiny_v1", "[diffusers] tiny_v2"} <= set(
+        model_names), model_names
+    vae_names = _spec(_declared_inputs(info["HunyuanI2VLoadVAE"])["vae_name"])[1]["options"]
+    assert "tiny_vae.safetensors" in vae_names, vae_names
+
+
+def test_workflow_checker_finds_broken_workflows(comfy, pack_file_lists):
+    """The checker below is only worth its pass if it fails on the mistakes it claims to catch."""
+    info = comfy.object_info
+    assert not validate_workflow(json.loads(LOCAL_WORKFLOW.read_text()), info, pack_file_lists)
+
+    def broken(change) -> list[str]:
+        workflow = json.loads(LOCAL_WORKFLOW.read_text())
+        nodes = {node["type"]: node for node in workflow["nodes"]}
+        change(workflow, nodes)
+        return validate_workflow(workflow, info, pack_file_lists)
+
+    def set_widget(node_type, name, value):
+        def change(workflow, nodes):
+            names = [n for n, kind, options in _widget_inputs(info[node_type])
+                     for n in [n] + _extra_values(n, kind, options)]
+            nodes[node_type]["widgets_values"][names.index(name)] = value
+        return change
+
+    cases = {
+        "a widget value missing": lambda w, n: n["HunyuanI2VSample"]["widgets_values"].pop(),
+        "a widget value too many": lambda w, n: n["HunyuanI2VDecode"]["widgets_values"].append(1),
+        "the seed's control value missing": lambda w, n: n["HunyuanI2VSample"]["widgets_values"].pop(1),
+        "an unknown combo option": set_widget("HunyuanI2VSample", "cache", "turbo"),
+        "a core combo option": set_widget("SaveVideo", "codec", "vp9"),
+        "below min": set_widget("HunyuanI2VSample", "steps", 0),
+        "above max": set_widget("HunyuanI2VEncode", "width", 99999),
+        "a string for a number": set_widget("HunyuanI2VSample", "flow_shift", "7"),
+        "a bad control value": set_widget("HunyuanI2VSample", "control_after_generate", "sometimes"),
+        "an unknown node type": lambda w, n: n["HunyuanI2VDecode"].update(type="HunyuanI2VDecodeOld"),
+        "a wrong link type": lambda w, n: [link.__setitem__(5, "IMAGE") for link in w["links"] if link[5] == "VIDEO"],
+        "a wrong output type": lambda w, n: n["HunyuanI2VLoadVAE"]["outputs"][0].update(type="VAE"),
+        "an unconnected required input": lambda w, n: n["HunyuanI2VDecode"]["inputs"][1].update(link=None),
+    }
+    silent = [name for name, change in cases.items() if not broken(change)]
+    assert not silent, f"the workflow checker missed: {silent}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def test_workflow_matches_object_info(path, comfy, pack_file_lists):
+    problems = validate_workflow(json.loads(path.read_text()), comfy.object_info, pack_file_lists)
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+# v1 (latent concat) videos lose their first 4 decoded frames, as in the reference pipeline,
+# so v1 samples 9 frames to save 5.
+@pytest.mark.parametrize("version, frames", [("v2", 5), ("v1", 9)])
+def test_local_workflow_runs_on_tiny_models(version, frames, comfy, start_image):
+    prompt = tiny_local_prompt(comfy, version, start_image, frames=frames)
+    entry = comfy.run(prompt)
+    assert_success(entry, comfy)
+
+    videos = saved_videos(entry, prompt)
+    assert len(videos) == 1, entry.get("outputs")
+    path = comfy.output_file(videos[0])
+    assert path.suffix == ".mp4" and path.is_file(), (videos[0], sorted(p.name for p in path.parent.iterdir()))
+    assert decode_mp4(path) == (5, 48, 32)
+    served = comfy.request("GET", "/view", params={"filename": videos[0]["filename"],
+                                                   "subfolder": videos[0].get("subfolder", ""), "type": "output"})
+    assert served.status_code == 200 and served.content == path.read_bytes()
+
+    previews = [node_id for node_id, node in prompt.items() if node["class_type"] == "PreviewAny"]
+    for node_id in previews:  # the transformer's info output, shown as text
+        text = "\n".join(entry["outputs"].get(node_id, {}).get("text", []))
+        assert "HunyuanVideo-I2V" in text, entry["outputs"].get(node_id)
+
+
+def test_bad_frames_fail_with_the_pack_message_and_server_stays_up(comfy, start_image):
+    prompt = tiny_local_prompt(comfy, "v2", start_image, frames=10)
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "error", entry["status"]
+    errors = errors_in(entry)
+    assert errors, entry["status"]
+    messages = " | ".join(str(e.get("exception_message", "")) for e in errors)
+    assert "frames must be 4n+1" in messages, messages
+    assert errors[0].get("node_type") == "HunyuanI2VSample", errors[0]
+
+    comfy.assert_alive()
+    assert comfy.request("GET", "/system_stats").status_code == 200
+    deadline = time.monotonic() + 60
+    while True:
+        queue = comfy.get_json("/queue")
+        if not queue["queue_running"] and not queue["queue_pending"]:
+            break
+        assert time.monotonic() < deadline, queue
+        time.sleep(0.5)
+    # The server still runs prompts after the error (cached loaders, new sampler inputs).
+    prompt = tiny_local_prompt(comfy, "v2", start_image, frames=5)
+    set_inputs(prompt, comfy.object_info, "HunyuanI2VSample", seed=1)
+    set_inputs(prompt, comfy.object_info, "SaveVideo", filename_prefix="video/after_error")
+    entry = comfy.run(prompt)
+    assert_success(entry, comfy)
+
+
+def test_wavespeed_workflow_against_stand_in_server(comfy, start_image):
+    if comfy.stand_in is None:
+        pytest.skip(f"WaveSpeed part skipped: {comfy.stand_in_reason}")
+    if not WAVESPEED_WORKFLOW.exists():
+        pytest.skip("WaveSpeed part skipped: workflows/hunyuan_i2v_wavespeed.json does not exist")
+    info = comfy.object_info
+    prompt = ui_to_api(json.loads(WAVESPEED_WORKFLOW.read_text()), info)
+    set_inputs(prompt, info, "LoadImage", image=start_image)
+    set_inputs(prompt, info, "HunyuanVideoI2VWaveSpeed", seed=7, timeout=60,
+               prompt="A test video from the integration test.")
+    set_inputs(prompt, info, "SaveVideo", filename_prefix="video/integration_wavespeed")
+    stand_in = comfy.stand_in
+    before = stand_in.tasks_created
+
+    entry = comfy.run(prompt, timeout=180)
+    assert_success(entry, comfy)
+    assert stand_in.tasks_created == before + 1
+    keys = {h.get("Authorization") or h.get("authorization") for h in stand_in.headers_seen("/api/v3/")}
+    assert keys == {f"Bearer {stand_in.api_key}"}, keys
+
+    videos = saved_videos(entry, prompt)
+    assert len(videos) == 1, entry.get("outputs")
+    frames, width, height = decode_mp4(comfy.output_file(videos[0]))
+    task = list(stand_in.tasks.values())[-1]
+    expected_frames, expected_w, expected_h = _decoded_bytes(stand_in.video_for(task), comfy.base / "expected.mp4")
+    assert (frames, width, height) == (expected_frames, expected_w, expected_h)
+    own = saved_videos(entry, prompt, "HunyuanVideoI2VWaveSpeed")  # the node's own copy of the MP4
+    assert own and all(comfy.output_file(item).is_file() for item in own), entry.get("outputs")
+
+
+def _decoded_bytes(data: bytes, path: Path) -> tuple[int, int, int]:
+    path.write_bytes(data)
+    return decode_mp4(path)
+
+
+def test_local_workflow_with_previews_on(models_root, tmp_path_factory):
+    """ComfyUI started with --preview-method auto (a common setting): the sampler's previews must not break it."""
+    with comfy_server(models_root, tmp_path_factory, ("--preview-method", "auto"), wavespeed=False) as server:
+        image = server.upload_image("hyv start image.png", start_image_png())
+        entry = server.run(tiny_local_prompt(server, "v2", image))
+        failures = " | ".join(str(e.get("exception_message")) for e in errors_in(entry))
+        if "mat1 and mat2 shapes cannot be multiplied" in failures:
+            pytest.xfail(
+                "pack bug: nodes/comfy_bridge.py latent_previewer() hands a 4-channel tiny-model latent to ComfyUI's "
+                "16-channel HunyuanVideo Latent2RGB previewer, and the preview's exception fails the whole prompt "
+                f"(HunyuanI2VSample on_step, nodes/local.py): {failures}"
+            )
+        assert_success(entry, server)
+
+
+def test_single_file_text_encoders_use_comfyui_tokenizers(models_root, tmp_path_factory):
+    """A user with only ComfyUI's repackaged files (no models/diffusers folder): the shipped workflow's
+    single-file text encoders must find the tokenizers ComfyUI itself ships."""
+    folders = ("diffusion_models", "vae", "text_encoders", "clip_vision")
+    if not (models_root / "text_encoders").is_dir():
+        pytest.skip("the models_root fixture writes no single-file text encoders")
+    with comfy_server(models_root, tmp_path_factory, wavespeed=False, folders=folders) as server:
+        image = server.upload_image("hyv start image.png", start_image_png())
+        info = server.object_info
+        assert not any("[diffusers]" in str(option) for entry in _declared_inputs(info["HunyuanI2VLoadTransformer"])
+                       .values() for option in _spec(entry)[1].get("options", []))
+        prompt = ui_to_api(json.loads(LOCAL_WORKFLOW.read_text()), info)
+        set_inputs(prompt, info, "HunyuanI2VLoadTransformer", model_name="tiny_v2.safetensors", weight_dtype="fp32")
+        set_inputs(prompt, info, "HunyuanI2VLoadVAE", vae_name="tiny_vae.safetensors", dtype="fp32")
+        set_inputs(prompt, info, "HunyuanI2VLoadTextEncoders", mllm="tiny_llava_llama3.safetensors",
+                   vision="tiny_llava_llama3_vision.safetensors", clip="tiny_clip_l.safetensors", dtype="fp32")
+        set_inputs(prompt, info, "LoadImage", image=image)
+        set_inputs(prompt, info, "HunyuanI2VEncode", width=48, height=32)
+        set_inputs(prompt, info, "HunyuanI2VSample", seed=0, steps=2, frames=5)
+        entry = server.run(prompt)
+        failures = " | ".join(str(e.get("exception_message")) for e in errors_in(entry))
+        if re.search(r"No \w+ tokenizer found", failures):
+            pytest.xfail(
+                "pack bug: nodes/comfy_bridge.py bundled_tokenizer_dir() uses comfy.__file__, which is None because "
+                "ComfyUI's 'comfy' is a namespace package (no __init__.py), so ComfyUI's own tokenizers are never "
+                f"found and single files only work next to a diffusers folder: {failures}"
+            )
+        if "do not belong together" in failures:
+            return  # ComfyUI's real Llama-3 tokenizer was found; the tiny test model's vocabulary cannot take it
+        assert_success(entry, server)
