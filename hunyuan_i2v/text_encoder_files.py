@@ -22,7 +22,7 @@ from accelerate import init_empty_weights
 
 from . import files
 from .errors import ModelFileError
-from .text_encoders import TextEncoders, _load_tokenizer
+from .text_encoders import TextEncoders, _load_tokenizer, check_vocabulary
 
 LLAMA_DEFAULTS = {"head_dim": 128, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 8192}
 VISION_DEFAULTS = {"head_dim": 64, "layer_norm_eps": 1e-5, "hidden_act": "quick_gelu"}
@@ -176,12 +176,8 @@ def load_single_files(
     clip_state, clip_overrides = _read(clip_path, "clip_text", "CLIP-L (clip_l.safetensors)", "text_encoders", dtype)
     clip_state = _strip(clip_state, ("text_model.",))
 
-    vocab = text["embed_tokens.weight"].shape[0]
-    if image_id >= vocab:
-        raise ModelFileError(
-            f"'{mllm_path.name}' has {vocab} token embeddings but the tokenizer's <image> id is {image_id}: "
-            "the text encoder and tokenizer do not belong together."
-        )
+    check_vocabulary(tokenizer, text["embed_tokens.weight"].shape[0], "Llama-3", f"'{mllm_path.name}'")
+    check_vocabulary(clip_tokenizer, clip_state["embeddings.token_embedding.weight"].shape[0], "CLIP", f"'{clip_path.name}'")
     vision_config = _vision_config(vision, vision_overrides)
     text_config = _llama_config(text, text_overrides, tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
     config = LlavaConfig(

@@ -33,18 +33,34 @@ class TextEncoders:
         return [self.mllm, self.clip]
 
 
+VOCABULARY_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
 def _load_tokenizer(folder: Path, what: str):
     from transformers import AutoTokenizer
 
-    if not folder.is_dir() or not any(folder.glob("tokenizer*")) and not (folder / "vocab.json").exists():
+    # Without its vocabulary file transformers quietly builds a tokenizer that
+    # knows only the special tokens; refuse that instead of encoding garbage.
+    found = [name for name in VOCABULARY_FILES if (folder / name).exists()]
+    if not folder.is_dir() or not found:
         raise ModelFileError(
-            f"The {what} tokenizer is missing: '{folder}' holds no tokenizer files. "
-            "Copy the tokenizer folder of the HunyuanVideo-I2V diffusers conversion there."
+            f"The {what} tokenizer is missing: '{folder}' holds none of {', '.join(VOCABULARY_FILES)}. "
+            "Copy the tokenizer folder of the HunyuanVideo-I2V diffusers conversion there (in a git checkout of "
+            "ComfyUI, run 'git lfs pull' to fetch its tokenizer.json)."
         )
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - transformers raises many kinds here
         raise ModelFileError(f"The {what} tokenizer in '{folder}' could not be read: {exc}") from exc
+
+
+def check_vocabulary(tokenizer, rows: int, what: str, model_source: str) -> None:
+    """A tokenizer whose ids run past the model's embedding table belongs to another model."""
+    if len(tokenizer) > rows:
+        raise ModelFileError(
+            f"The {what} tokenizer has {len(tokenizer)} tokens but {model_source} embeds only {rows}: the text "
+            "encoder and tokenizer do not belong together. Use the tokenizer that comes with the text encoder."
+        )
 
 
 def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat16) -> TextEncoders:
@@ -68,6 +84,8 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     clip_tokenizer = _load_tokenizer(folder / "tokenizer_2", "CLIP")
     mllm = LlavaForConditionalGeneration.from_pretrained(folder / "text_encoder", dtype=dtype)
     clip = CLIPTextModel.from_pretrained(folder / "text_encoder_2", dtype=dtype)
+    check_vocabulary(tokenizer, mllm.get_input_embeddings().num_embeddings, "Llama-3", f"'{folder.name}/text_encoder'")
+    check_vocabulary(clip_tokenizer, clip.get_input_embeddings().num_embeddings, "CLIP", f"'{folder.name}/text_encoder_2'")
     processor = CLIPImageProcessorPil.from_pretrained(folder / "image_processor")
     return TextEncoders(
         mllm.eval().requires_grad_(False), tokenizer, clip.eval().requires_grad_(False), clip_tokenizer, processor,

@@ -241,15 +241,21 @@ def latent_previewer(device=None) -> Callable[[Any], Any] | None:
         import latent_preview  # type: ignore
         from comfy import latent_formats  # type: ignore
 
-        previewer = latent_preview.get_previewer(device or torch_device(), latent_formats.HunyuanVideo())
+        latent_format = latent_formats.HunyuanVideo()
+        previewer = latent_preview.get_previewer(device or torch_device(), latent_format)
     except Exception:  # noqa: BLE001 - previews are optional
         return None
     if previewer is None:
         return None
 
     def preview(x0):
+        if x0.shape[1] != latent_format.latent_channels:
+            return None  # not the real VAE's latent space (e.g. the tiny demo model): colours would be meaningless
         middle = x0.shape[2] // 2  # the first latent frame is the input image itself
-        return previewer.decode_latent_to_preview_image("JPEG", x0[:, :, middle:middle + 1].float())
+        try:
+            return previewer.decode_latent_to_preview_image("JPEG", x0[:, :, middle:middle + 1].float())
+        except Exception:  # noqa: BLE001 - a failed preview must never fail the generation
+            return None
 
     return preview
 
@@ -266,7 +272,8 @@ def bundled_tokenizer_dir(kind: str) -> Path | None:
     try:
         import comfy  # type: ignore
 
-        path = Path(comfy.__file__).parent / _BUNDLED_TOKENIZERS[kind]
+        # comfy is a namespace package in ComfyUI (no __init__.py, so no __file__)
+        path = Path(list(comfy.__path__)[0]) / _BUNDLED_TOKENIZERS[kind]
     except Exception:  # noqa: BLE001
         return None
     return path if path.is_dir() else None

@@ -64,7 +64,7 @@ class HunyuanI2VSample:
                 "conditioning": (CONDITIONING,),
                 "seed": ("INT", {"default": 0, "min": 0, "max": sampling.MAX_SEED, "control_after_generate": True}),
                 "steps": ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": "50 in the reference; 30 is a fair trade."}),
-                "frames": ("INT", {"default": 129, "min": 1, "max": 1025, "step": 4, "tooltip": "4n+1 frames; 129 = 5.4 s at 24 fps."}),
+                "frames": ("INT", {"default": 129, "min": 1, "max": 1025, "step": 4, "tooltip": "4n+1 frames; 129 = 5.4 s at 24 fps. v1 models return 4 fewer (the reference drops its first 4 decoded frames)."}),
                 "flow_shift": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip": "7 with i2v stability on, 17 with it off (reference advice)."}),
                 "embedded_guidance": ("FLOAT", {"default": 6.0, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": "Guidance strength for v2 models (ignored by v1, which has no guidance embedder)."}),
                 "cfg_scale": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 30.0, "step": 0.1, "tooltip": "True CFG with the negative prompt; above 1 doubles the work."}),

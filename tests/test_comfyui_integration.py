@@ -886,13 +886,6 @@ def test_local_workflow_with_previews_on(models_root, tmp_path_factory):
     with comfy_server(models_root, tmp_path_factory, ("--preview-method", "auto"), wavespeed=False) as server:
         image = server.upload_image("hyv start image.png", start_image_png())
         entry = server.run(tiny_local_prompt(server, "v2", image))
-        failures = " | ".join(str(e.get("exception_message")) for e in errors_in(entry))
-        if "mat1 and mat2 shapes cannot be multiplied" in failures:
-            pytest.xfail(
-                "pack bug: nodes/comfy_bridge.py latent_previewer() hands a 4-channel tiny-model latent to ComfyUI's "
-                "16-channel HunyuanVideo Latent2RGB previewer, and the preview's exception fails the whole prompt "
-                f"(HunyuanI2VSample on_step, nodes/local.py): {failures}"
-            )
         assert_success(entry, server)
 
 
@@ -917,12 +910,12 @@ def test_single_file_text_encoders_use_comfyui_tokenizers(models_root, tmp_path_
         set_inputs(prompt, info, "HunyuanI2VSample", seed=0, steps=2, frames=5)
         entry = server.run(prompt)
         failures = " | ".join(str(e.get("exception_message")) for e in errors_in(entry))
-        if re.search(r"No \w+ tokenizer found", failures):
-            pytest.xfail(
-                "pack bug: nodes/comfy_bridge.py bundled_tokenizer_dir() uses comfy.__file__, which is None because "
-                "ComfyUI's 'comfy' is a namespace package (no __init__.py), so ComfyUI's own tokenizers are never "
-                f"found and single files only work next to a diffusers folder: {failures}"
-            )
-        if "do not belong together" in failures:
-            return  # ComfyUI's real Llama-3 tokenizer was found; the tiny test model's vocabulary cannot take it
-        assert_success(entry, server)
+        assert not re.search(r"No \w+ tokenizer found", failures), failures
+        bundled = Path(os.environ["COMFYUI_PATH"]).expanduser() / "comfy" / "text_encoders" / "llama_tokenizer"
+        if not (bundled / "tokenizer.json").exists():
+            # Found and read ComfyUI's folder, which this checkout has without its Git LFS file.
+            assert "llama_tokenizer" in failures, failures
+            pytest.skip("this ComfyUI checkout lacks comfy/text_encoders/llama_tokenizer/tokenizer.json (Git LFS)")
+        # ComfyUI's real Llama-3 tokenizer was found and loaded; the tiny model's vocabulary cannot take it,
+        # and the loader says so instead of failing obscurely.
+        assert "do not belong together" in failures, failures

@@ -43,3 +43,40 @@ def test_clip_file_chosen_as_mllm(comfy_models):
 def test_folder_with_single_file_overrides_is_refused(comfy_models):
     with pytest.raises(ModelFileError, match="set vision and clip to"):
         LOADER().load("[diffusers] tiny_v2", "tiny_llava_llama3_vision.safetensors", FROM_FOLDER, "fp32", "cpu")
+
+
+def test_tokenizer_without_vocabulary_is_refused(comfy_models, tmp_path):
+    """A tokenizer folder holding only tokenizer_config.json (e.g. a ComfyUI checkout without its
+    Git LFS files) would load as a specials-only tokenizer: it is refused instead."""
+    import shutil
+
+    from hyv_pack.hunyuan_i2v.text_encoder_files import load_single_files
+
+    tokenizer = tmp_path / "llama_tokenizer"
+    tokenizer.mkdir()
+    shutil.copy(comfy_models / "diffusers" / "tiny_v2" / "tokenizer" / "tokenizer_config.json", tokenizer)
+    with pytest.raises(ModelFileError, match=r"Llama-3 tokenizer is missing.*tokenizer.json"):
+        load_single_files(
+            comfy_models / "text_encoders" / "tiny_llava_llama3.safetensors",
+            comfy_models / "clip_vision" / "tiny_llava_llama3_vision.safetensors",
+            comfy_models / "text_encoders" / "tiny_clip_l.safetensors",
+            tokenizer, comfy_models / "diffusers" / "tiny_v2" / "tokenizer_2", torch.float32,
+        )
+
+
+def test_tokenizer_of_another_model_is_refused(comfy_models, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from hyv_pack.hunyuan_i2v.text_encoder_files import load_single_files
+
+    state = load_file(str(comfy_models / "text_encoders" / "tiny_llava_llama3.safetensors"))
+    state["model.embed_tokens.weight"] = state["model.embed_tokens.weight"][:50].clone()
+    save_file(state, str(tmp_path / "small_vocab.safetensors"), metadata={"config": '{"head_dim": 8}'})
+    with pytest.raises(ModelFileError, match="do not belong together"):
+        load_single_files(
+            tmp_path / "small_vocab.safetensors",
+            comfy_models / "clip_vision" / "tiny_llava_llama3_vision.safetensors",
+            comfy_models / "text_encoders" / "tiny_clip_l.safetensors",
+            comfy_models / "diffusers" / "tiny_v2" / "tokenizer", comfy_models / "diffusers" / "tiny_v2" / "tokenizer_2",
+            torch.float32,
+        )
