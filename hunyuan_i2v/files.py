@@ -185,6 +185,24 @@ def block_count(keys, prefix: str) -> int:
     return highest + 1
 
 
+def build_with_weights(model_class, config: dict, state: dict[str, torch.Tensor], source: str, layout: str):
+    """Instantiate ``model_class(**config)`` without allocating, then take ``state``'s tensors as its weights."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():  # parameters on meta, buffers real: load_state_dict(assign=True) fills them
+        model = model_class(**config)
+    expected = set(model.state_dict())
+    missing, unexpected = expected - set(state), set(state) - expected
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{source} does not match the {layout} layout: {len(missing)} missing tensors "
+            f"(e.g. {sorted(missing)[:3]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:3]}). "
+            "The file is damaged or holds another model."
+        )
+    model.load_state_dict(state, assign=True)
+    return model.eval().requires_grad_(False)
+
+
 def wrong_role_error(path, role: str | None, wanted: str, folder: str) -> ModelFileError:
     found = ROLE_DESCRIPTIONS.get(role, "not a model this pack knows") if role else "not a model this pack knows"
     return ModelFileError(

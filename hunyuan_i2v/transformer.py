@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import init_empty_weights
 
 from . import files
 from .errors import ModelFileError
@@ -137,24 +136,9 @@ def original_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return convert_hunyuan_video_transformer_to_diffusers(state)
 
 
-def _build(config: dict, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
+def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedTransformer:
     from diffusers import HunyuanVideoTransformer3DModel
 
-    with init_empty_weights():  # parameters on meta, buffers real: load_state_dict(assign=True) fills them
-        model = HunyuanVideoTransformer3DModel(**config)
-    expected = set(model.state_dict())
-    missing, unexpected = expected - set(state), set(state) - expected
-    if missing or unexpected:
-        raise ModelFileError(
-            f"{source} does not match the HunyuanVideo transformer layout: "
-            f"{len(missing)} missing tensors (e.g. {sorted(missing)[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {sorted(unexpected)[:3]}). The file is damaged or another model."
-        )
-    model.load_state_dict(state, assign=True)
-    return model.eval().requires_grad_(False)
-
-
-def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedTransformer:
     path = Path(path)
     header = files.check_safetensors(path)
     keys = [k for k in header if k != "__metadata__"]
@@ -175,7 +159,8 @@ def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedTransformer:
             "(transformer/config.json beside it) and pick that folder instead."
         )
     config["image_condition_type"] = variant
-    return LoadedTransformer(_build(config, state, source), variant, source, dtype, notes)
+    model = files.build_with_weights(HunyuanVideoTransformer3DModel, config, state, source, "HunyuanVideo transformer")
+    return LoadedTransformer(model, variant, source, dtype, notes)
 
 
 def load_diffusers_folder(folder: str | Path, dtype: torch.dtype) -> LoadedTransformer:

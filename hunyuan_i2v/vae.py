@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from accelerate import init_empty_weights
 
 from . import files
 from .errors import ModelFileError
@@ -116,17 +115,8 @@ def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedVAE:
         raise files.wrong_role_error(path, role, "the HunyuanVideo VAE (hunyuan_video_vae_bf16.safetensors)", "vae")
     state = files.load_state_dict(path, dtype)
     config = infer_config({k: tuple(v.shape) for k, v in state.items()}, files.metadata_config(path))
-    with init_empty_weights():  # parameters on meta, buffers real: load_state_dict(assign=True) fills them
-        model = AutoencoderKLHunyuanVideo(**config)
-    expected = set(model.state_dict())
-    missing, unexpected = expected - set(state), set(state) - expected
-    if missing or unexpected:
-        raise ModelFileError(
-            f"'{path.name}' does not match the HunyuanVideo VAE layout ({len(missing)} missing tensors, e.g. "
-            f"{sorted(missing)[:3]}; {len(unexpected)} unexpected, e.g. {sorted(unexpected)[:3]})."
-        )
-    model.load_state_dict(state, assign=True)
-    return LoadedVAE(model.eval().requires_grad_(False), f"'{path.name}'")
+    model = files.build_with_weights(AutoencoderKLHunyuanVideo, config, state, f"'{path.name}'", "HunyuanVideo VAE")
+    return LoadedVAE(model, f"'{path.name}'")
 
 
 def load_diffusers_folder(folder: str | Path, dtype: torch.dtype) -> LoadedVAE:

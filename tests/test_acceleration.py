@@ -80,9 +80,7 @@ def test_unknown_or_unavailable_options_are_explained(setup):
             stages.load_model(folder, "fp32", attention="flash-attn 2")
 
 
-def test_offload_none_keeps_and_model_mode_returns(setup):
-    folder, cond = setup
-    settings = sampling.SamplingSettings(seed=1, steps=1, num_frames=5)
+def test_offload_none_keeps_and_model_mode_returns():
     moved = []
 
     class Spy(torch.nn.Module):
