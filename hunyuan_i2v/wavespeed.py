@@ -54,7 +54,8 @@ STEPS_RANGE = (2, 30)
 DURATION_RANGE = (5, 10)
 SEED_RANGE = (-1, 9_999_999_999)
 
-WAITING_STATUSES = {"created", "pending", "queued", "processing", "starting", "running"}
+# Any other status (created, pending, queued, processing, ...) means "still working".
+FAILED_STATUSES = {"failed", "cancelled", "canceled", "timeout", "error"}
 RETRYABLE_HTTP = (429, 500, 502, 503, 504)
 FAILURE_CODES = {
     1200: "content moderation: WaveSpeed's checker refused the prompt or the image; change them and run again",
@@ -189,10 +190,11 @@ class ClientSettings:
 
     base_url: str = DEFAULT_BASE_URL
     connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
+    read_timeout_s: float = 30.0          # polls, uploads, each chunk of a download
+    submit_read_timeout_s: float = 120.0  # a late answer beats an unanswered (uncertain) submit
     poll_start_s: float = 1.0         # first poll interval ...
     poll_max_s: float = 5.0           # ... growing to this
-    poll_growth: float = 1.5
+    poll_growth: float = 1.25
     http_retries: int = 4             # per poll/download/upload request
     backoff_s: float = 0.5            # urllib3 backoff_factor
     backoff_max_s: float = 10.0
@@ -267,7 +269,8 @@ def extract_failure(data: dict[str, Any], envelope: dict[str, Any]) -> tuple[int
     error = data.get("error")
     message = error.get("message", "") if isinstance(error, dict) else str(error or "")
     candidates = [error.get("code") if isinstance(error, dict) else None, data.get("code"), envelope.get("code")]
-    code = next((int(c) for c in candidates if isinstance(c, int) and c != 200), None)
+    numbers = [int(c) for c in candidates if isinstance(c, int) or (isinstance(c, str) and c.isdigit())]
+    code = next((c for c in numbers if c != 200), None)
     if code is None:
         found = re.search(r"\b(1[2-4]\d\d|5\d{3})\b", message)
         code = int(found.group(1)) if found else None
@@ -398,7 +401,9 @@ class WaveSpeedClient:
         while True:
             self.check_stop()
             try:
-                response = self._submitting.post(self._url(SUBMIT_PATH), json=payload, timeout=self._timeout(),
+                response = self._submitting.post(self._url(SUBMIT_PATH), json=payload,
+                                                 timeout=(self.settings.connect_timeout_s,
+                                                          self.settings.submit_read_timeout_s),
                                                  headers={**self._auth(), "Connection": "close"})
             except requests.RequestException as exc:
                 if _never_sent(exc):
@@ -478,7 +483,7 @@ class WaveSpeedClient:
                         raise WaveSpeedTaskFailed(f"WaveSpeed task {task_id} completed without a video URL. "
                                                   f"See {PREDICTIONS_PAGE}.", task_id=task_id)
                     return data
-                if status in ("failed", "cancelled", "canceled", "timeout", "error"):
+                if status in FAILED_STATUSES:
                     code, message = extract_failure(data, envelope)
                     raise WaveSpeedTaskFailed(self._failure_text(task_id, status, code, message), code, task_id)
                 on_poll(status, extract_inference_s(data), note)

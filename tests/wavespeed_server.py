@@ -39,9 +39,10 @@ SUBMIT_PATH = "/api/v3/wavespeed-ai/hunyuan-video/i2v"
 UPLOAD_PATH = "/api/v3/media/upload/binary"
 SIZES = ("1280*720", "720*1280")
 
-# Client timing for tests: every wait in milliseconds, every loop bounded.
-# The read timeout stays well above a loopback answer even on a busy machine.
-FAST_TIMING = dict(connect_timeout_s=2.0, read_timeout_s=0.5, poll_start_s=0.02, poll_max_s=0.1, poll_growth=1.5,
+# Client timing for tests: short waits, every loop bounded. The read timeout
+# stays well above a loopback answer even on a busy machine.
+FAST_TIMING = dict(connect_timeout_s=2.0, read_timeout_s=0.5, submit_read_timeout_s=0.5,
+                   poll_start_s=0.02, poll_max_s=0.1, poll_growth=1.5,
                    http_retries=3, backoff_s=0.01, backoff_max_s=0.05, retry_after_max_s=2.0,
                    submit_connect_retries=3, submit_rate_limit_retries=3, download_attempts=3, ui_tick_s=0.02)
 SLOW_S = 1.0  # an answer this late is past FAST_TIMING's read timeout
@@ -88,6 +89,8 @@ class Task:
     outcome: Outcome
     created: float
     released: threading.Event = field(default_factory=threading.Event)
+    done_at: float | None = None       # when the task became completed or failed
+    done_seen_at: float | None = None  # when a poll first reported it
 
 
 def make_mp4(color: tuple[int, int, int] = (128, 128, 128), frames: int = 9, width: int = 64, height: int = 48,
@@ -116,6 +119,7 @@ class StandInWaveSpeed:
         self.outcomes: deque[Outcome] = deque()
         self.outcomes_by_prompt: dict[str, Outcome] = {}  # for concurrent submits, whose order is not fixed
         self.damaged_outputs = False  # serve half of every MP4 with a matching length
+        self.fixed_video: bytes | None = None  # serve these bytes for every task (the benchmark's full-size video)
         self.tasks: dict[str, Task] = {}
         self.media: dict[str, bytes] = {}
         self.videos: dict[str, bytes] = {}
@@ -195,10 +199,14 @@ class StandInWaveSpeed:
         wait = self.processing_s if outcome.processing_s is None else outcome.processing_s
         if time.monotonic() - task.created < wait:
             return "processing"
+        if task.done_at is None:
+            task.done_at = task.created + wait if outcome.kind != "hold" else time.monotonic()
         return "failed" if outcome.kind == "failed" else "completed"
 
     def video_for(self, task: Task) -> bytes:
         """The task's MP4: its color is the mean color of the uploaded image (so order can be checked)."""
+        if self.fixed_video is not None:
+            return self.fixed_video
         with self._lock:
             if task.id not in self.videos:
                 name = task.payload.get("image", "").rsplit("/", 1)[-1]
@@ -406,7 +414,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._apply(fault):
             return
-        self._json(200, api.task_json(task))
+        answer = api.task_json(task)
+        if answer["data"]["status"] in ("completed", "failed") and task.done_seen_at is None:
+            task.done_seen_at = time.monotonic()
+        self._json(200, answer)
 
     def _download(self, task_id: str) -> None:
         api = self.api
