@@ -8,13 +8,14 @@ so the next stage has the room.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import torch
 from einops import rearrange
 
-from . import acceleration, images, sampling
+from . import acceleration, files, images, loras, sampling
 from .conditioning import I2VConditioning, encode
 from .errors import UserInputError
 from .text_encoders import TextEncoders
@@ -46,6 +47,13 @@ def load_model(
     if offload_mode == "block" and device is not None:
         acceleration.enable_block_offload(loaded.model, device, offload_device or torch.device("cpu"))
     return loaded
+
+
+def with_lora(transformer: LoadedTransformer, path: str | Path, strength: float) -> LoadedTransformer:
+    """A view of ``transformer`` that samples with one more LoRA; the original is unchanged."""
+    path = Path(path)
+    files.check_safetensors(path)
+    return replace(transformer, loras=transformer.loras + (loras.LoraSpec(path, strength),), notes=list(transformer.notes))
 
 
 def _oom_guard(stage: str):
@@ -97,7 +105,9 @@ def run_sample(
     keep = transformer.offload_mode == "none"
     with _oom_guard("sample"), acceleration.on_device(
         [transformer.model], device, offload_device or torch.device("cpu"), keep=keep
-    ), acceleration.step_cache(transformer.model, cache, cache_threshold):
+    ), loras.applied(transformer.model, transformer.loras), acceleration.step_cache(
+        transformer.model, cache, cache_threshold
+    ):
         latents = sampling.sample(transformer, cond, settings, device, on_step)
     drop = V1_DROPPED_FRAMES if transformer.variant == LATENT_CONCAT else 0
     return latents.float().cpu(), drop

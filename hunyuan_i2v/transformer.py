@@ -32,6 +32,7 @@ class LoadedTransformer:
     compute_dtype: torch.dtype
     notes: list[str] = field(default_factory=list)
     offload_mode: str = "model"  # see acceleration.OFFLOAD_MODES
+    loras: tuple = ()  # loras.LoraSpec, applied only while sampling
 
     @property
     def latent_channels(self) -> int:
@@ -49,6 +50,7 @@ class LoadedTransformer:
             f"{c.num_layers} double + {c.num_single_layers} single blocks, "
             f"{c.num_attention_heads}x{c.attention_head_dim} heads, {c.in_channels} input channels",
         ]
+        lines += [f"LoRA {spec.path.name} at {spec.strength:g}" for spec in self.loras]
         return "\n".join(lines + self.notes)
 
 

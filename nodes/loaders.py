@@ -146,13 +146,41 @@ class HunyuanI2VLoadTextEncoders:
         return (encoders,)
 
 
+class HunyuanI2VLoRA:
+    DESCRIPTION = (
+        "Adds a LoRA from models/loras to the transformer (kohya, original or diffusers key names). It is applied "
+        "only while sampling, so other graphs using the same loaded model are not affected. Chain several. "
+        "Effect LoRAs usually need their trigger word in the prompt."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "apply"
+    RETURN_TYPES = (MODEL,)
+    RETURN_NAMES = ("model",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        loras = comfy.list_model_files("loras") or ["(no files in models/loras)"]
+        return {
+            "required": {
+                "model": (MODEL,),
+                "lora_name": (loras, {"tooltip": "A HunyuanVideo LoRA .safetensors file."}),
+                "strength": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.05, "tooltip": "0 turns it off."}),
+            }
+        }
+
+    def apply(self, model, lora_name, strength):
+        return (stages.with_lora(model, comfy.resolve_model_path("loras", lora_name), strength),)
+
+
 NODE_CLASS_MAPPINGS = {
     "HunyuanI2VLoadTransformer": HunyuanI2VLoadTransformer,
     "HunyuanI2VLoadVAE": HunyuanI2VLoadVAE,
     "HunyuanI2VLoadTextEncoders": HunyuanI2VLoadTextEncoders,
+    "HunyuanI2VLoRA": HunyuanI2VLoRA,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "HunyuanI2VLoadTransformer": "HunyuanVideo I2V Load Transformer",
     "HunyuanI2VLoadVAE": "HunyuanVideo I2V Load VAE",
     "HunyuanI2VLoadTextEncoders": "HunyuanVideo I2V Load Text Encoders",
+    "HunyuanI2VLoRA": "HunyuanVideo I2V LoRA",
 }
