@@ -31,6 +31,14 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--diffusers", help="diffusers folder (name inside MODELS/diffusers, or a path); gives text encoders, and the transformer/VAE unless set below")
     gen.add_argument("--transformer", help="transformer .safetensors (name inside MODELS/diffusion_models, or a path)")
     gen.add_argument("--vae", help="VAE .safetensors (name inside MODELS/vae, or a path)")
+    gen.add_argument("--mllm", help="instead of --diffusers: llava_llama3 file (name inside MODELS/text_encoders, or a path)")
+    gen.add_argument("--vision", help="with --mllm: llava_llama3_vision file (MODELS/clip_vision)")
+    gen.add_argument("--clip", help="with --mllm: clip_l file (MODELS/text_encoders)")
+    gen.add_argument("--comfyui", help="with --mllm: a ComfyUI folder, whose bundled tokenizers are used")
+    gen.add_argument("--llama-tokenizer", help="with --mllm: Llama-3 tokenizer folder (overrides --comfyui)")
+    gen.add_argument("--clip-tokenizer", help="with --mllm: CLIP tokenizer folder (overrides --comfyui)")
+    gen.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                     help="LoRA file (MODELS/loras or a path), strength 1 by default; repeat for several")
     gen.add_argument("--demo", action="store_true", help="build a tiny random model on the spot (output is noise)")
     gen.add_argument("--resolution", default="720p", choices=list(images.BUCKET_BASE_SIZES))
     gen.add_argument("--width", type=int, default=0)
@@ -59,6 +67,35 @@ def _find(models: Path | None, kind: str, name: str) -> Path:
     if models is not None and (models / kind / name).exists():
         return models / kind / name
     raise UserInputError(f"'{name}' was found neither as a path nor in {models or '(no --models)'}/{kind}.")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _text_encoders(args, models: Path | None, folder: Path | None, dtype: torch.dtype):
+    if not args.mllm:
+        return text_encoders.load_diffusers_folder(folder, dtype)
+    from .text_encoder_files import load_single_files
+
+    if not (args.vision and args.clip):
+        raise UserInputError("--mllm needs --vision (llava_llama3_vision) and --clip (clip_l) too.")
+    comfy = Path(args.comfyui).expanduser() / "comfy" if args.comfyui else None
+    llama_tok = args.llama_tokenizer or (comfy / "text_encoders" / "llama_tokenizer" if comfy else None)
+    clip_tok = args.clip_tokenizer or (comfy / "sd1_tokenizer" if comfy else None)
+    if folder is not None:
+        llama_tok, clip_tok = llama_tok or folder / "tokenizer", clip_tok or folder / "tokenizer_2"
+    if not (llama_tok and clip_tok):
+        raise UserInputError("Single-file text encoders need tokenizers: give --comfyui, or --llama-tokenizer and "
+                             "--clip-tokenizer, or --diffusers.")
+    return load_single_files(
+        _find(models, "text_encoders", args.mllm), _find(models, "clip_vision", args.vision),
+        _find(models, "text_encoders", args.clip), llama_tok, clip_tok, dtype,
+    )
 
 
 def _load_image(args, workdir: Path) -> torch.Tensor:
@@ -99,19 +136,25 @@ def generate(args) -> Path:
             args.steps = 4
         dtype_name = "fp32"
     else:
-        if not args.diffusers:
-            raise UserInputError("--diffusers is required: the text encoders come from a diffusers folder.")
-        folder = _find(models, "diffusers", args.diffusers)
+        if not args.diffusers and not args.mllm:
+            raise UserInputError("Give --diffusers (a HunyuanVideo-I2V diffusers folder) or --mllm/--vision/--clip.")
+        folder = _find(models, "diffusers", args.diffusers) if args.diffusers else None
+        if folder is None and not (args.transformer and args.vae):
+            raise UserInputError("Without --diffusers, give --transformer and --vae too.")
         dtype_name = args.dtype
     dtype = acceleration.parse_dtype(dtype_name)
+    image = _load_image(args, workdir)  # before loading gigabytes: a bad path should fail at once
+    sampling.check_frames(args.frames)
     t0 = time.perf_counter()
     transformer_path = _find(models, "diffusion_models", args.transformer) if args.transformer else folder
     vae_path = _find(models, "vae", args.vae) if args.vae else folder
     model = stages.load_model(transformer_path, dtype_name, args.fp8, "native (PyTorch SDPA)", args.offload, device)
+    for item in args.lora:
+        name, _, strength = item.rpartition(":") if ":" in item and _is_number(item.rpartition(":")[2]) else (item, "", "1")
+        model = stages.with_lora(model, _find(models, "loras", name), float(strength))
     print(model.describe(), file=sys.stderr)
     vae = vae_module.load_vae(vae_path, dtype)
-    encoders = text_encoders.load_diffusers_folder(folder, dtype)
-    image = _load_image(args, workdir)
+    encoders = _text_encoders(args, models, folder, dtype)
     cond = stages.run_encode(
         encoders, vae, image, args.prompt, args.negative_prompt, args.resolution, args.width, args.height, device
     )

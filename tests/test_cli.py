@@ -43,6 +43,35 @@ def test_models_folder_run_with_single_files(comfy_models, tmp_path):
     assert frames.shape == (5, 32, 48, 3)  # v1 drops its first 4 decoded frames
 
 
+def test_comfyui_single_files_with_a_lora(comfy_models, tmp_path):
+    """A ComfyUI user's files only: single-file transformer, VAE and text encoders, plus a LoRA."""
+    from safetensors.torch import save_file
+
+    import torch
+
+    (comfy_models / "loras").mkdir(exist_ok=True)
+    lora = {"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": torch.randn(2, 20),
+            "lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight": torch.randn(60, 2)}
+    save_file(lora, str(comfy_models / "loras" / "cli_lora.safetensors"))
+    tokenizers = comfy_models / "diffusers" / "tiny_v2"
+    from conftest import test_image
+
+    test_image(32, 48, channels=1)[1].save(tmp_path / "gray.png")
+    out = tmp_path / "v2.mp4"
+    result = run_cli(
+        "--models", str(comfy_models), "--transformer", "tiny_v2.safetensors", "--vae", "tiny_vae.safetensors",
+        "--mllm", "tiny_llava_llama3.safetensors", "--vision", "tiny_llava_llama3_vision.safetensors",
+        "--clip", "tiny_clip_l.safetensors", "--llama-tokenizer", str(tokenizers / "tokenizer"),
+        "--clip-tokenizer", str(tokenizers / "tokenizer_2"), "--lora", "cli_lora.safetensors:0.5",
+        "--image", str(tmp_path / "gray.png"),
+        "--width", "48", "--height", "32", "--frames", "5", "--steps", "2", "--dtype", "fp32", "--output", str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LoRA cli_lora.safetensors at 0.5" in result.stderr
+    frames, _ = read_mp4(out)
+    assert frames.shape == (5, 32, 48, 3)
+
+
 def test_bad_input_exits_with_a_sentence(comfy_models, tmp_path):
     result = run_cli(
         "--models", str(comfy_models), "--diffusers", "tiny_v2", "--demo", "--frames", "10", "--output",
