@@ -126,7 +126,8 @@ def test_random_seed_makes_a_new_video_every_run(server, tmp_path):
 def test_batch_results_keep_input_order_under_concurrency(server, tmp_path):
     colors = [(220, 20, 20), (20, 220, 20), (20, 20, 220)]
     # The first video takes longest, so completion order differs from input order.
-    server.outcomes_by_prompt = {"first": Outcome(processing_s=0.4)}
+    # 1 s leaves the second job ample time to start alongside it even on a loaded machine.
+    server.outcomes_by_prompt = {"first": Outcome(processing_s=1.0)}
     jobs = [image_job(c, seed=1, prompt=p) for c, p in zip(colors, ["first", "second", "third"])]
     results = run(server, tmp_path, jobs, concurrency=2)
     assert [r.index for r in results] == [0, 1, 2]
