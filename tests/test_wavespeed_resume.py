@@ -144,8 +144,9 @@ def test_identical_images_in_a_batch_are_separate_videos(server, tmp_path):
 
 
 def test_failure_in_a_batch_keeps_paid_results_and_skips_unstarted_jobs(server, tmp_path):
-    server.outcomes_by_prompt = {"blocked": Outcome("failed", code=1200, message="flagged", processing_s=0.3),
-                                 "slow": Outcome(processing_s=0.3)}
+    # The failure lands long before the slow job ends, so no worker can take job 3 before knowing of it.
+    server.outcomes_by_prompt = {"blocked": Outcome("failed", code=1200, message="flagged", processing_s=0.1),
+                                 "slow": Outcome(processing_s=1.0)}
     jobs = [image_job((200, 0, 0), seed=3, prompt="blocked"), image_job((0, 200, 0), seed=3, prompt="slow"),
             image_job((0, 0, 200), seed=3, prompt="slow"), image_job((90, 90, 90), seed=3, prompt="slow")]
     with pytest.raises(WaveSpeedBatchError, match="Video 1: .*content moderation") as caught:
