@@ -12,7 +12,9 @@ A paid remote job must never be paid twice and never be lost, so the rules are:
   scrubbed from every message this module produces.
 
 No ComfyUI types here: the node passes plain values and callables in. Jobs,
-batches and resuming live in :mod:`.wavespeed_jobs`.
+batches and resuming live in :mod:`.wavespeed_jobs`; the API key and the log
+filter that hides it in :mod:`.wavespeed_keys`; the exceptions in
+:mod:`.wavespeed_errors`.
 """
 
 from __future__ import annotations
@@ -33,13 +35,16 @@ from urllib3.util.retry import Retry
 
 from .errors import UserInputError
 from .mp4 import read_mp4
+from .wavespeed_errors import (
+    FAILURE_CODES, WaveSpeedAccountError, WaveSpeedAuthError, WaveSpeedDownloadError, WaveSpeedError,
+    WaveSpeedInterrupted, WaveSpeedRequestError, WaveSpeedSubmitUncertain, WaveSpeedTaskFailed, WaveSpeedTimeout,
+    WaveSpeedUnavailable,
+)
+from .wavespeed_keys import HIDDEN_KEY, hide_in_logs, key_help
 
 log = logging.getLogger(__name__)
 
-API_KEY_ENV = "WAVESPEED_API_KEY"
-API_KEY_FILE_ENV = "WAVESPEED_API_KEY_FILE"
 BASE_URL_ENV = "WAVESPEED_BASE_URL"
-KEY_FILE_NAME = "wavespeed_api_key.txt"
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 MODEL_ID = "wavespeed-ai/hunyuan-video/i2v"
 SUBMIT_PATH = f"/api/v3/{MODEL_ID}"
@@ -57,129 +62,6 @@ SEED_RANGE = (-1, 9_999_999_999)
 # Any other status (created, pending, queued, processing, ...) means "still working".
 FAILED_STATUSES = {"failed", "cancelled", "canceled", "timeout", "error"}
 RETRYABLE_HTTP = (429, 500, 502, 503, 504)
-FAILURE_CODES = {
-    1200: "content moderation: WaveSpeed's checker refused the prompt or the image; change them and run again",
-    1400: "a required parameter is missing",
-    1401: "a parameter is invalid; check steps, duration, seed and size",
-    1402: "WaveSpeed could not fetch the image URL; make sure it is public",
-    1403: "the task failed on WaveSpeed's side",
-    1405: "the task failed on WaveSpeed's side",
-    5000: "internal error at WaveSpeed; running again is worth a try",
-    5003: "WaveSpeed was unavailable; running again is worth a try",
-    5004: "WaveSpeed timed out; running again is worth a try",
-}
-
-
-# ---------------------------------------------------------------- errors
-
-class WaveSpeedError(UserInputError):
-    """A remote-job problem with a message that says what to do."""
-
-
-class WaveSpeedAuthError(WaveSpeedError):
-    """The API key is missing or WaveSpeed rejected it."""
-
-
-class WaveSpeedRequestError(WaveSpeedError):
-    """WaveSpeed refused the parameters (HTTP 400)."""
-
-
-class WaveSpeedAccountError(WaveSpeedError):
-    """The account cannot run the job (HTTP 402/403: balance, permissions)."""
-
-
-class WaveSpeedUnavailable(WaveSpeedError):
-    """WaveSpeed could not be reached or kept failing until the deadline."""
-
-
-class WaveSpeedSubmitUncertain(WaveSpeedError):
-    """The submit may have created a task, but no task id came back."""
-
-
-class WaveSpeedTaskFailed(WaveSpeedError):
-    def __init__(self, message: str, code: int | None = None, task_id: str | None = None):
-        super().__init__(message)
-        self.code, self.task_id = code, task_id
-
-
-class WaveSpeedTimeout(WaveSpeedError):
-    def __init__(self, message: str, task_id: str | None = None):
-        super().__init__(message)
-        self.task_id = task_id
-
-
-class WaveSpeedDownloadError(WaveSpeedError):
-    """The task finished but its video could not be fetched or decoded."""
-
-
-class WaveSpeedInterrupted(Exception):
-    """The caller asked to stop; journaled tasks resume on the next run."""
-
-
-def key_help(state_dir: Path | None = None) -> str:
-    where = f" or put it alone in the file {Path(state_dir) / KEY_FILE_NAME}" if state_dir else ""
-    return (f"Set the environment variable {API_KEY_ENV} before starting ComfyUI{where} "
-            f"(or name another key file in {API_KEY_FILE_ENV}). Keys are made on your WaveSpeed account page.")
-
-
-def resolve_api_key(state_dir: str | os.PathLike | None = None) -> str:
-    """The key from the environment, else from the key file; never from a widget."""
-    key = os.environ.get(API_KEY_ENV, "").strip()
-    source = API_KEY_ENV
-    if not key:
-        named = os.environ.get(API_KEY_FILE_ENV, "").strip()
-        path = Path(named).expanduser() if named else (Path(state_dir) / KEY_FILE_NAME if state_dir else None)
-        if named and not path.is_file():
-            raise WaveSpeedAuthError(f"{API_KEY_FILE_ENV} names {path}, which is not a file. "
-                                     f"Fix the path or unset it. {key_help(state_dir)}")
-        if path is not None and path.is_file():
-            lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]
-            key = next((ln for ln in lines if ln and not ln.startswith("#")), "")
-            source = str(path)
-    if not key:
-        raise WaveSpeedAuthError(f"No WaveSpeed API key found. {key_help(state_dir)}")
-    if any(ch.isspace() for ch in key) or not key.isprintable():
-        raise WaveSpeedAuthError(f"The WaveSpeed API key from {source} contains spaces or control characters; "
-                                 f"it must be the key alone. {key_help(state_dir)}")
-    return key
-
-
-HIDDEN_KEY = "[hidden API key]"
-
-
-class _KeyScrubber(logging.Filter):
-    """Hides registered keys in log records of the HTTP libraries and this pack.
-
-    urllib3 logs request URLs (a proxy URL in WAVESPEED_BASE_URL may hold a
-    token) and exception texts; a filter on each of their loggers rewrites
-    the record before any handler formats it.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.keys: set[str] = set()
-
-    def scrub(self, text: str) -> str:
-        for key in self.keys:
-            text = text.replace(key, HIDDEN_KEY)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.keys:
-            text = record.getMessage()
-            if any(key in text for key in self.keys):
-                record.msg, record.args = self.scrub(text), ()
-            if record.exc_info and not record.exc_text:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            if record.exc_text:
-                record.exc_text = self.scrub(record.exc_text)
-        return True
-
-
-_LOG_SCRUBBER = _KeyScrubber()
-for _name in [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("urllib3", "requests")] + [
-        "urllib3", "requests", __name__, f"{__package__}.wavespeed_jobs", f"{__package__}.wavespeed_journal"]:
-    logging.getLogger(_name).addFilter(_LOG_SCRUBBER)
 
 
 # ---------------------------------------------------------------- settings
@@ -294,8 +176,7 @@ class WaveSpeedClient:
                  should_stop: Callable[[], bool] = lambda: False, state_dir: str | os.PathLike | None = None):
         self.settings = s = settings or ClientSettings.from_env()
         self._key = api_key
-        if api_key:
-            _LOG_SCRUBBER.keys.add(api_key)
+        hide_in_logs(api_key)
         self._should_stop = should_stop
         self._state_dir = state_dir
         capped = _retry_class(s.retry_after_max_s)

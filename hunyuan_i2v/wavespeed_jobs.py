@@ -29,9 +29,9 @@ from .errors import UserInputError
 from .mp4 import read_mp4
 from .wavespeed import (
     MODEL_ID, PRICE_PER_RUN_USD, SIZES, STEPS_RANGE, DURATION_RANGE, SEED_RANGE, ClientSettings,
-    WaveSpeedClient, WaveSpeedError, WaveSpeedInterrupted, WaveSpeedTaskFailed, estimate_price,
-    extract_inference_s, extract_nsfw, extract_output_url,
+    WaveSpeedClient, estimate_price, extract_inference_s, extract_nsfw, extract_output_url,
 )
+from .wavespeed_errors import WaveSpeedError, WaveSpeedInterrupted, WaveSpeedTaskFailed
 from .wavespeed_journal import COMPLETED, DOWNLOADING, REMOTE_RETENTION_S, JobJournal, job_key
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,12 @@ import torch
 
 from ..hunyuan_i2v import wavespeed
 from ..hunyuan_i2v.errors import UserInputError
+from ..hunyuan_i2v.wavespeed_errors import WaveSpeedInterrupted
 from ..hunyuan_i2v.wavespeed_jobs import (
     DEFAULT_FILE_PREFIX, I2VJob, encode_image, run_batch, size_for, status_text,
 )
 from ..hunyuan_i2v.wavespeed_journal import JobJournal
+from ..hunyuan_i2v.wavespeed_keys import API_KEY_ENV, resolve_api_key
 from . import comfy_bridge
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class HunyuanVideoI2VWaveSpeed:
         "Animates an image with HunyuanVideo-I2V on WaveSpeed's servers (paid: about "
         f"${wavespeed.PRICE_PER_RUN_USD:.2f} a video at the published price). Returns the decoded frames, a VIDEO, "
         "the video URL and the task id; the MP4 is saved in the output folder first. The API key comes from "
-        f"{wavespeed.API_KEY_ENV} or a key file, never from the workflow. Interrupted or crashed runs resume "
+        f"{API_KEY_ENV} or a key file, never from the workflow. Interrupted or crashed runs resume "
         "their task when the same inputs run again, so no video is paid twice."
     )
     CATEGORY = "HunyuanVideo I2V/remote"
@@ -106,7 +108,7 @@ class HunyuanVideoI2VWaveSpeed:
         jobs = _jobs(prompt, num_inference_steps, duration, seed, size, enable_safety_checker, image,
                      (image_url or "").strip(), settings)
         state_dir = comfy_bridge.state_directory()
-        api_key = wavespeed.resolve_api_key(state_dir)
+        api_key = resolve_api_key(state_dir)
         output_dir = comfy_bridge.output_directory()
         send_text = comfy_bridge.node_text_sender(unique_id)
         progress = comfy_bridge.progress_bar(len(jobs))
@@ -120,7 +122,7 @@ class HunyuanVideoI2VWaveSpeed:
                                 settings=settings, concurrency=concurrency, timeout_s=float(timeout),
                                 file_prefix=filename_prefix, interrupted=comfy_bridge.interrupt_requested,
                                 on_update=on_update, state_dir=state_dir)
-        except wavespeed.WaveSpeedInterrupted:
+        except WaveSpeedInterrupted:
             comfy_bridge.check_interrupt()  # raises ComfyUI's own interrupt when that was the cause
             raise
 

@@ -9,10 +9,12 @@ import pytest
 
 from hyv_pack.hunyuan_i2v import wavespeed as ws
 from hyv_pack.hunyuan_i2v.errors import UserInputError
+from hyv_pack.hunyuan_i2v.wavespeed_errors import WaveSpeedAuthError
 from hyv_pack.hunyuan_i2v.wavespeed_jobs import (
     I2VJob, assign_occurrences, encode_image, output_path, run_batch, size_for, status_text, JobStatus,
 )
 from hyv_pack.hunyuan_i2v.wavespeed_journal import COMPLETED, JobJournal
+from hyv_pack.hunyuan_i2v.wavespeed_keys import API_KEY_ENV, API_KEY_FILE_ENV, KEY_FILE_NAME, resolve_api_key
 from wavespeed_server import FAST_TIMING, StandInWaveSpeed
 
 
@@ -97,43 +99,43 @@ def test_price_estimate_counts_only_new_runs():
 
 @pytest.fixture
 def clean_key_env(monkeypatch):
-    for name in (ws.API_KEY_ENV, ws.API_KEY_FILE_ENV):
+    for name in (API_KEY_ENV, API_KEY_FILE_ENV):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
 
 def test_key_from_environment_wins(clean_key_env, tmp_path):
-    clean_key_env.setenv(ws.API_KEY_ENV, "  env-key  ")
-    (tmp_path / ws.KEY_FILE_NAME).write_text("file-key")
-    assert ws.resolve_api_key(tmp_path) == "env-key"
+    clean_key_env.setenv(API_KEY_ENV, "  env-key  ")
+    (tmp_path / KEY_FILE_NAME).write_text("file-key")
+    assert resolve_api_key(tmp_path) == "env-key"
 
 
 def test_key_from_state_folder_file_skips_comments(clean_key_env, tmp_path):
-    (tmp_path / ws.KEY_FILE_NAME).write_text("# my WaveSpeed key\n\nfile-key\n")
-    assert ws.resolve_api_key(tmp_path) == "file-key"
+    (tmp_path / KEY_FILE_NAME).write_text("# my WaveSpeed key\n\nfile-key\n")
+    assert resolve_api_key(tmp_path) == "file-key"
 
 
 def test_key_from_named_file(clean_key_env, tmp_path):
     named = tmp_path / "elsewhere.txt"
     named.write_text("named-key")
-    clean_key_env.setenv(ws.API_KEY_FILE_ENV, str(named))
-    assert ws.resolve_api_key(tmp_path / "state") == "named-key"
-    clean_key_env.setenv(ws.API_KEY_FILE_ENV, str(tmp_path / "missing.txt"))
-    with pytest.raises(ws.WaveSpeedAuthError, match="missing.txt"):
-        ws.resolve_api_key(tmp_path)
+    clean_key_env.setenv(API_KEY_FILE_ENV, str(named))
+    assert resolve_api_key(tmp_path / "state") == "named-key"
+    clean_key_env.setenv(API_KEY_FILE_ENV, str(tmp_path / "missing.txt"))
+    with pytest.raises(WaveSpeedAuthError, match="missing.txt"):
+        resolve_api_key(tmp_path)
 
 
 def test_missing_key_says_how_to_set_it(clean_key_env, tmp_path):
-    with pytest.raises(ws.WaveSpeedAuthError) as caught:
-        ws.resolve_api_key(tmp_path)
+    with pytest.raises(WaveSpeedAuthError) as caught:
+        resolve_api_key(tmp_path)
     message = str(caught.value)
-    assert ws.API_KEY_ENV in message and str(tmp_path / ws.KEY_FILE_NAME) in message and ws.API_KEY_FILE_ENV in message
+    assert API_KEY_ENV in message and str(tmp_path / KEY_FILE_NAME) in message and API_KEY_FILE_ENV in message
 
 
 def test_key_with_inner_whitespace_is_refused_without_echoing_it(clean_key_env, tmp_path):
-    clean_key_env.setenv(ws.API_KEY_ENV, "abc def-secret")
-    with pytest.raises(ws.WaveSpeedAuthError) as caught:
-        ws.resolve_api_key(tmp_path)
+    clean_key_env.setenv(API_KEY_ENV, "abc def-secret")
+    with pytest.raises(WaveSpeedAuthError) as caught:
+        resolve_api_key(tmp_path)
     assert "def-secret" not in str(caught.value)
 
 

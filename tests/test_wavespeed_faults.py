@@ -10,8 +10,13 @@ import time
 import pytest
 
 from hyv_pack.hunyuan_i2v import wavespeed as ws
+from hyv_pack.hunyuan_i2v.wavespeed_errors import (
+    WaveSpeedAccountError, WaveSpeedAuthError, WaveSpeedDownloadError, WaveSpeedRequestError, WaveSpeedSubmitUncertain,
+    WaveSpeedTaskFailed, WaveSpeedTimeout, WaveSpeedUnavailable,
+)
 from hyv_pack.hunyuan_i2v.wavespeed_jobs import I2VJob, run_batch
 from hyv_pack.hunyuan_i2v.wavespeed_journal import DOWNLOADING, PENDING, JobJournal
+from hyv_pack.hunyuan_i2v.wavespeed_keys import API_KEY_ENV
 from test_wavespeed_client import image_job, settings_for
 from wavespeed_server import FAST_TIMING, SLOW_S, Fault, Outcome, StandInWaveSpeed
 
@@ -42,19 +47,19 @@ def journal_entry(tmp_path, job=URL_JOB):
 
 def test_400_carries_wavespeeds_message(server, tmp_path):
     server.inject("submit", Fault(status=400, message="prompt too long", code=1401))
-    with pytest.raises(ws.WaveSpeedRequestError, match="HTTP 400, code 1401: prompt too long"):
+    with pytest.raises(WaveSpeedRequestError, match="HTTP 400, code 1401: prompt too long"):
         run(server, tmp_path)
     assert server.submits_received == 1 and server.tasks_created == 0
 
 
 def test_invalid_parameters_are_refused_by_the_server_schema(server, tmp_path):
-    with pytest.raises(ws.WaveSpeedRequestError, match="prompt is required"):
+    with pytest.raises(WaveSpeedRequestError, match="prompt is required"):
         run(server, tmp_path, job=I2VJob(prompt=" ", image_url="https://example.invalid/a.png"))
     assert server.tasks_created == 0
 
 
 def test_401_says_how_to_set_the_key(server, tmp_path):
-    with pytest.raises(ws.WaveSpeedAuthError, match=ws.API_KEY_ENV):
+    with pytest.raises(WaveSpeedAuthError, match=API_KEY_ENV):
         run_batch([URL_JOB], api_key="wrong-key", output_dir=tmp_path, journal=JobJournal(tmp_path),
                   settings=settings_for(server))
     assert server.tasks_created == 0
@@ -63,7 +68,7 @@ def test_401_says_how_to_set_the_key(server, tmp_path):
 @pytest.mark.parametrize("status, words", [(402, "Add credit"), (403, "account is active")])
 def test_account_problems(server, tmp_path, status, words):
     server.inject("submit", Fault(status=status, message="insufficient balance"))
-    with pytest.raises(ws.WaveSpeedAccountError, match=words) as caught:
+    with pytest.raises(WaveSpeedAccountError, match=words) as caught:
         run(server, tmp_path)
     assert "insufficient balance" in str(caught.value) and server.submits_received == 1
 
@@ -79,7 +84,7 @@ def test_429_on_submit_waits_for_retry_after_then_submits_once(server, tmp_path)
 
 def test_429_until_out_of_patience_is_a_rate_limit_error(server, tmp_path):
     server.inject("submit", *[Fault(status=429, retry_after="0") for _ in range(4)])
-    with pytest.raises(ws.WaveSpeedUnavailable, match="rate limit"):
+    with pytest.raises(WaveSpeedUnavailable, match="rate limit"):
         run(server, tmp_path)
     assert server.tasks_created == 0 and server.submits_received == 4
 
@@ -87,7 +92,7 @@ def test_429_until_out_of_patience_is_a_rate_limit_error(server, tmp_path):
 @pytest.mark.parametrize("fault", [Fault(status=500), Fault(status=502), Fault(status=503)])
 def test_5xx_on_submit_is_not_retried(server, tmp_path, fault):
     server.inject("submit", fault, fault, fault)
-    with pytest.raises(ws.WaveSpeedSubmitUncertain, match="not charged twice") as caught:
+    with pytest.raises(WaveSpeedSubmitUncertain, match="not charged twice") as caught:
         run(server, tmp_path)
     assert ws.PREDICTIONS_PAGE in str(caught.value)
     assert server.submits_received == 1
@@ -97,7 +102,7 @@ def test_5xx_on_submit_is_not_retried(server, tmp_path, fault):
                          ids=["reset", "slower-than-read-timeout", "malformed-json"])
 def test_lost_submit_answer_is_reported_not_repeated(server, tmp_path, fault):
     server.inject("submit", fault)
-    with pytest.raises(ws.WaveSpeedSubmitUncertain, match="may have created") as caught:
+    with pytest.raises(WaveSpeedSubmitUncertain, match="may have created") as caught:
         run(server, tmp_path)
     assert "look for a task" in str(caught.value).lower()
     assert server.submits_received == 1 and server.tasks_created == 1
@@ -108,7 +113,7 @@ def test_refused_connection_sent_nothing(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     settings = ws.ClientSettings(base_url=f"http://127.0.0.1:{port}", **FAST_TIMING)
-    with pytest.raises(ws.WaveSpeedUnavailable, match="Nothing was sent"):
+    with pytest.raises(WaveSpeedUnavailable, match="Nothing was sent"):
         run_batch([URL_JOB], api_key="refused-port-key", output_dir=tmp_path, journal=JobJournal(tmp_path), settings=settings)
 
 
@@ -170,7 +175,7 @@ def test_download_faults_are_retried_to_success(server, tmp_path, faults):
 
 def test_moderation_failure_is_explained(server, tmp_path):
     server.outcomes.append(Outcome("failed", code=1200, message="content flagged"))
-    with pytest.raises(ws.WaveSpeedTaskFailed, match="content moderation") as caught:
+    with pytest.raises(WaveSpeedTaskFailed, match="content moderation") as caught:
         run(server, tmp_path)
     assert caught.value.code == 1200 and "content flagged" in str(caught.value)
     assert journal_entry(tmp_path) is None  # a failed task never delivers: the next run starts afresh
@@ -178,7 +183,7 @@ def test_moderation_failure_is_explained(server, tmp_path):
 
 def test_failed_task_carries_code_and_message(server, tmp_path):
     server.outcomes.append(Outcome("failed", code=1403, message="worker crashed"))
-    with pytest.raises(ws.WaveSpeedTaskFailed, match="code 1403: worker crashed") as caught:
+    with pytest.raises(WaveSpeedTaskFailed, match="code 1403: worker crashed") as caught:
         run(server, tmp_path)
     assert caught.value.code == 1403 and caught.value.task_id in server.tasks
 
@@ -186,7 +191,7 @@ def test_failed_task_carries_code_and_message(server, tmp_path):
 def test_stuck_task_times_out_within_the_deadline_and_stays_journaled(server, tmp_path):
     server.outcomes.append(Outcome("stuck"))
     started = time.monotonic()
-    with pytest.raises(ws.WaveSpeedTimeout, match="run the same inputs again") as caught:
+    with pytest.raises(WaveSpeedTimeout, match="run the same inputs again") as caught:
         run(server, tmp_path, timeout_s=0.5)
     assert time.monotonic() - started < 3
     entry = journal_entry(tmp_path)
@@ -195,7 +200,7 @@ def test_stuck_task_times_out_within_the_deadline_and_stays_journaled(server, tm
 
 def test_output_url_404_is_a_clear_error_and_the_url_is_kept(server, tmp_path):
     server.inject("download", Fault(status=404))
-    with pytest.raises(ws.WaveSpeedDownloadError, match="HTTP 404") as caught:
+    with pytest.raises(WaveSpeedDownloadError, match="HTTP 404") as caught:
         run(server, tmp_path)
     entry = journal_entry(tmp_path)
     assert entry["state"] == DOWNLOADING and entry["video_url"] in str(caught.value)
@@ -206,7 +211,7 @@ def test_output_url_404_is_a_clear_error_and_the_url_is_kept(server, tmp_path):
 
 def test_damaged_mp4_is_retried_then_reported(server, tmp_path):
     server.damaged_outputs = True
-    with pytest.raises(ws.WaveSpeedDownloadError, match="could not be fetched") as caught:
+    with pytest.raises(WaveSpeedDownloadError, match="could not be fetched") as caught:
         run(server, tmp_path)
     assert "run the same inputs again" in str(caught.value)
     assert server.downloads == FAST_TIMING["download_attempts"] and server.submits_received == 1
@@ -224,7 +229,7 @@ def test_nsfw_flag_is_reported(server, tmp_path, caplog):
 
 def test_unknown_task_on_resume_is_dropped(server, tmp_path):
     JobJournal(tmp_path / "state").record_pending(URL_JOB.key, "gone-task", URL_JOB.journal_inputs(), False)
-    with pytest.raises(ws.WaveSpeedTaskFailed, match="does not know task gone-task"):
+    with pytest.raises(WaveSpeedTaskFailed, match="does not know task gone-task"):
         run(server, tmp_path)
     assert journal_entry(tmp_path) is None and server.submits_received == 0
 

@@ -12,6 +12,8 @@ import torch
 import hyv_pack
 from hyv_pack.hunyuan_i2v import wavespeed as ws
 from hyv_pack.hunyuan_i2v.errors import UserInputError
+from hyv_pack.hunyuan_i2v.wavespeed_errors import WaveSpeedAuthError, WaveSpeedInterrupted
+from hyv_pack.hunyuan_i2v.wavespeed_keys import API_KEY_ENV, API_KEY_FILE_ENV, KEY_FILE_NAME
 from hyv_pack.nodes import comfy_bridge, wavespeed_node
 from hyv_pack.nodes.wavespeed_node import HunyuanVideoI2VWaveSpeed
 from test_wavespeed_client import solid_image
@@ -31,8 +33,8 @@ def node_env(monkeypatch, tmp_path, server):
     """ComfyUI's folders, the key and the API base as a user would set them, with test timing."""
     monkeypatch.setenv("HUNYUAN_I2V_OUTPUT", str(tmp_path / "output"))
     monkeypatch.setenv("HUNYUAN_I2V_STATE", str(tmp_path / "user"))
-    monkeypatch.setenv(ws.API_KEY_ENV, SECRET)
-    monkeypatch.delenv(ws.API_KEY_FILE_ENV, raising=False)
+    monkeypatch.setenv(API_KEY_ENV, SECRET)
+    monkeypatch.delenv(API_KEY_FILE_ENV, raising=False)
     monkeypatch.setenv(ws.BASE_URL_ENV, server.base_url)
     monkeypatch.setattr(wavespeed_node, "client_settings", lambda: ws.ClientSettings.from_env(**FAST_TIMING))
     texts: list[str] = []
@@ -136,11 +138,11 @@ def test_no_image_is_a_clear_error(node_env, server):
 
 
 def test_missing_key_names_the_env_var_and_the_key_file(node_env, monkeypatch, tmp_path, server):
-    monkeypatch.delenv(ws.API_KEY_ENV)
-    with pytest.raises(ws.WaveSpeedAuthError) as caught:
+    monkeypatch.delenv(API_KEY_ENV)
+    with pytest.raises(WaveSpeedAuthError) as caught:
         generate(image_batch((1, 2, 3)))
-    key_file = comfy_bridge.state_directory() / ws.KEY_FILE_NAME
-    assert ws.API_KEY_ENV in str(caught.value) and str(key_file) in str(caught.value)
+    key_file = comfy_bridge.state_directory() / KEY_FILE_NAME
+    assert API_KEY_ENV in str(caught.value) and str(key_file) in str(caught.value)
     assert server.submits_received == 0
 
     key_file.write_text(SECRET + "\n")
@@ -151,7 +153,7 @@ def test_missing_key_names_the_env_var_and_the_key_file(node_env, monkeypatch, t
 def test_interrupt_stops_the_node_and_keeps_the_task(node_env, server, monkeypatch):
     server.outcomes.append(Outcome("hold"))
     monkeypatch.setattr(comfy_bridge, "interrupt_requested", lambda: server.polls >= 2)
-    with pytest.raises(ws.WaveSpeedInterrupted):
+    with pytest.raises(WaveSpeedInterrupted):
         generate(image_batch((5, 5, 5)), seed=-1)
     monkeypatch.setattr(comfy_bridge, "interrupt_requested", lambda: False)
     server.release_all()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hyv_pack.hunyuan_i2v import wavespeed as ws
+from hyv_pack.hunyuan_i2v.wavespeed_errors import WaveSpeedInterrupted, WaveSpeedTimeout
 from hyv_pack.hunyuan_i2v.wavespeed_jobs import I2VJob, WaveSpeedBatchError, run_batch
 from hyv_pack.hunyuan_i2v.wavespeed_journal import COMPLETED, PENDING, JobJournal
 from test_wavespeed_client import image_job, settings_for
@@ -37,7 +37,7 @@ def run(server, tmp_path, jobs, **kwargs):
 def test_interrupt_stops_within_one_poll_and_the_rerun_resumes(server, tmp_path):
     job = image_job(seed=-1)
     server.outcomes.append(Outcome("hold"))
-    with pytest.raises(ws.WaveSpeedInterrupted):
+    with pytest.raises(WaveSpeedInterrupted):
         run(server, tmp_path, [job], interrupted=lambda: server.polls >= 3)
     polls_at_stop = server.polls
     time.sleep(0.3)
@@ -54,7 +54,7 @@ def test_interrupt_stops_within_one_poll_and_the_rerun_resumes(server, tmp_path)
 def test_timeout_then_rerun_waits_for_the_same_task(server, tmp_path):
     job = image_job(seed=123)
     server.outcomes.append(Outcome("hold"))
-    with pytest.raises(ws.WaveSpeedTimeout) as caught:
+    with pytest.raises(WaveSpeedTimeout) as caught:
         run(server, tmp_path, [job], timeout_s=0.3)
     server.release_all()
     [result] = run(server, tmp_path, [job])
