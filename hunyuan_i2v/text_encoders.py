@@ -86,6 +86,9 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     clip = CLIPTextModel.from_pretrained(folder / "text_encoder_2", dtype=dtype)
     check_vocabulary(tokenizer, mllm.get_input_embeddings().num_embeddings, "Llama-3", f"'{folder.name}/text_encoder'")
     check_vocabulary(clip_tokenizer, clip.get_input_embeddings().num_embeddings, "CLIP", f"'{folder.name}/text_encoder_2'")
+    # Only hidden states are used: share the output head with the embedding table instead of
+    # holding a second 128k x 4096 matrix (about 1 GB in bf16).
+    mllm.lm_head.weight = mllm.get_input_embeddings().weight
     processor = CLIPImageProcessorPil.from_pretrained(folder / "image_processor")
     return TextEncoders(
         mllm.eval().requires_grad_(False), tokenizer, clip.eval().requires_grad_(False), clip_tokenizer, processor,

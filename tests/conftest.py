@@ -105,10 +105,10 @@ def write_comfy_text_encoder_files(folder, root):
 
 
 def te_choice(folder):
-    """Text encoder loader arguments for a diffusers folder: (mllm, vision, clip, dtype, device)."""
+    """Text encoder loader arguments for a diffusers folder: (mllm, vision, clip, dtype, fp8_storage, device)."""
     from hyv_pack.nodes.loaders import FROM_FOLDER
 
-    return (f"[diffusers] {folder}", FROM_FOLDER, FROM_FOLDER, "fp32", "cpu")
+    return (f"[diffusers] {folder}", FROM_FOLDER, FROM_FOLDER, "fp32", False, "cpu")
 
 
 @pytest.fixture()

@@ -19,30 +19,45 @@ def embed(encoders, prompt="a red car drives along the road"):
 
 
 def test_single_files_give_the_folder_embeddings(comfy_models):
-    (from_folder,) = LOADER().load("[diffusers] tiny_v2", FROM_FOLDER, FROM_FOLDER, "fp32", "cpu")
+    (from_folder,) = LOADER().load("[diffusers] tiny_v2", FROM_FOLDER, FROM_FOLDER, "fp32", False, "cpu")
     (from_files,) = LOADER().load(
-        "tiny_llava_llama3.safetensors", "tiny_llava_llama3_vision.safetensors", "tiny_clip_l.safetensors", "fp32", "cpu"
+        "tiny_llava_llama3.safetensors", "tiny_llava_llama3_vision.safetensors", "tiny_clip_l.safetensors", "fp32", False, "cpu"
     )
     a, b = embed(from_folder), embed(from_files)
     for name in ("image_tokens", "text_tokens", "text_mask", "pooled"):
         assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-6), name
 
 
+def test_fp8_storage_halves_the_mllm_and_keeps_its_embeddings_close(comfy_models):
+    from hyv_pack.hunyuan_i2v import acceleration
+
+    (full,) = LOADER().load("[diffusers] tiny_v2", FROM_FOLDER, FROM_FOLDER, "fp32", False, "cpu")
+    (fp8,) = LOADER().load("[diffusers] tiny_v2", FROM_FOLDER, FROM_FOLDER, "fp32", True, "cpu")
+    layer = fp8.mllm.model.language_model.layers[0].mlp.gate_proj
+    assert layer.weight.dtype == torch.float8_e4m3fn
+    # The embedding table and norms stay unquantized: a big share of a tiny model, about 6 % of the real one.
+    assert acceleration.module_bytes([fp8.mllm]) < 0.8 * acceleration.module_bytes([full.mllm])
+    a, b = embed(full), embed(fp8)
+    scale = a.text_tokens.abs().max()
+    assert (a.text_tokens - b.text_tokens).abs().max() < 0.15 * scale  # fp8 rounding, not another result
+    assert torch.equal(a.pooled, b.pooled)  # CLIP-L is left as it was
+
+
 def test_single_file_needs_its_partners(comfy_models):
     with pytest.raises(ModelFileError, match="vision and clip must be single files"):
-        LOADER().load("tiny_llava_llama3.safetensors", FROM_FOLDER, FROM_FOLDER, "fp32", "cpu")
+        LOADER().load("tiny_llava_llama3.safetensors", FROM_FOLDER, FROM_FOLDER, "fp32", False, "cpu")
 
 
 def test_clip_file_chosen_as_mllm(comfy_models):
     with pytest.raises(ModelFileError, match="CLIP text encoder.*needs the llava-llama-3 text encoder"):
         LOADER().load(
-            "tiny_clip_l.safetensors", "tiny_llava_llama3_vision.safetensors", "tiny_clip_l.safetensors", "fp32", "cpu"
+            "tiny_clip_l.safetensors", "tiny_llava_llama3_vision.safetensors", "tiny_clip_l.safetensors", "fp32", False, "cpu"
         )
 
 
 def test_folder_with_single_file_overrides_is_refused(comfy_models):
     with pytest.raises(ModelFileError, match="set vision and clip to"):
-        LOADER().load("[diffusers] tiny_v2", "tiny_llava_llama3_vision.safetensors", FROM_FOLDER, "fp32", "cpu")
+        LOADER().load("[diffusers] tiny_v2", "tiny_llava_llama3_vision.safetensors", FROM_FOLDER, "fp32", False, "cpu")
 
 
 def test_tokenizer_without_vocabulary_is_refused(comfy_models, tmp_path):
