@@ -157,7 +157,7 @@ def sample(
             if use_cfg:
                 neg_pred = predict(model_input, timestep, negative, "uncond")
                 noise_pred = neg_pred + settings.cfg_scale * (noise_pred - neg_pred)
-            sigma = scheduler.sigmas[scheduler.step_index if scheduler.step_index is not None else i]
+            sigma = scheduler.sigmas[i]  # this step's noise level: the clean estimate is x - sigma * v
             if variant == LATENT_CONCAT:
                 denoised = latents - sigma * noise_pred.float()
                 latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelFileError  # noqa: F401 - re-exported for the loader node
+from .errors import ModelFileError
 
 
 @dataclass

@@ -175,20 +175,15 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype) -> LoadedTrans
         raise ModelFileError(f"'{folder}' has no transformer/config.json; it is not a complete diffusers folder.")
     config = json.loads((sub / "config.json").read_text())
     source = f"diffusers folder '{folder.name}'"
-    variant, notes = variant_from_config(
-        {"out_channels": config.get("out_channels") or config.get("in_channels", 16),
-         "in_channels": config.get("in_channels", 16), "guidance_embeds": config.get("guidance_embeds", True),
-         "image_condition_type": config.get("image_condition_type")},
-        source,
-    )
-    if config.get("image_condition_type") is None:
+    variant = config.get("image_condition_type")
+    if variant not in (LATENT_CONCAT, TOKEN_REPLACE):
         # diffusers writes the condition type into I2V conversions; a folder without it is text-to-video.
         raise ModelFileError(
             f"{source} is the text-to-video HunyuanVideo (its transformer config has no image_condition_type). "
             "Use a HunyuanVideo-I2V diffusers folder."
         )
     model = HunyuanVideoTransformer3DModel.from_pretrained(sub, dtype=dtype)
-    return LoadedTransformer(model.eval().requires_grad_(False), variant, source, dtype, notes)
+    return LoadedTransformer(model.eval().requires_grad_(False), variant, source, dtype)
 
 
 def check_i2v_pipeline(folder: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..hunyuan_i2v import acceleration, stages, text_encoder_files, text_encoders, vae
+from ..hunyuan_i2v.errors import ModelFileError
 from . import comfy_bridge as comfy
 from .types import CATEGORY, MODEL, TEXT_ENCODERS, VAE
 
@@ -89,7 +90,7 @@ def _tokenizer_dir(kind: str, folder_sub: str) -> Path:
         candidate = comfy.resolve_model_path("diffusers", name) / folder_sub
         if any(candidate.glob("tokenizer*.json")) or (candidate / "vocab.json").exists():
             return candidate
-    raise text_encoders.ModelFileError(
+    raise ModelFileError(
         f"No {kind} tokenizer found: ComfyUI's bundled tokenizer folder is missing and no diffusers folder in "
         "models/diffusers has one. Put the HunyuanVideo-I2V diffusers conversion's tokenizer folders there."
     )
@@ -133,13 +134,13 @@ class HunyuanI2VLoadTextEncoders:
             folder = _resolve("text_encoders", mllm)
             if vision == FROM_FOLDER and clip == FROM_FOLDER:
                 return text_encoders.load_diffusers_folder(folder, torch_dtype)
-            raise text_encoders.ModelFileError(
+            raise ModelFileError(
                 f"mllm is the diffusers folder '{mllm[len(DIFFUSERS_TAG):]}', which holds its own vision tower and "
                 f"CLIP: set vision and clip to '{FROM_FOLDER}', or pick single files for all three."
             )
         missing = [name for name, value in (("vision", vision), ("clip", clip)) if value == FROM_FOLDER]
         if missing:
-            raise text_encoders.ModelFileError(
+            raise ModelFileError(
                 f"mllm is a single file, so {' and '.join(missing)} must be single files too: pick "
                 "llava_llama3_vision.safetensors (clip_vision) and clip_l.safetensors (text_encoders)."
             )
