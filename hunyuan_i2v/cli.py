@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -15,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import acceleration, images, mp4, sampling, stages, text_encoders, vae as vae_module
+from . import families, loading, stages
 from .errors import UserInputError
+from .hunyuan_video_13b.conditioning import DEFAULT_NEGATIVE_PROMPT
+from .shared import acceleration, video
+from .shared.sampling import SamplingSettings, StepInfo, check_frames
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,30 +29,36 @@ def _parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="image + prompt -> MP4")
     gen.add_argument("--image", help="start image (PNG/JPEG/WebP); --demo makes one if omitted")
     gen.add_argument("--prompt", default="a cat walks on the grass")
-    gen.add_argument("--negative-prompt", default="", help="used when --cfg-scale > 1")
+    gen.add_argument("--negative-prompt", default=DEFAULT_NEGATIVE_PROMPT, help="used when CFG is above 1 (default: %(default)s)")
     gen.add_argument("--output", required=True, help="MP4 file to write")
-    gen.add_argument("--models", help="ComfyUI-style models folder (diffusers/, diffusion_models/, vae/)")
-    gen.add_argument("--diffusers", help="diffusers folder (name inside MODELS/diffusers, or a path); gives text encoders, and the transformer/VAE unless set below")
-    gen.add_argument("--transformer", help="transformer .safetensors (name inside MODELS/diffusion_models, or a path)")
+    gen.add_argument("--models", default=os.environ.get("HUNYUAN_I2V_MODELS"),
+                     help="ComfyUI-style models folder (diffusers/, diffusion_models/, vae/, ...; default: $HUNYUAN_I2V_MODELS)")
+    gen.add_argument("--diffusers", help="diffusers folder of either model (name inside MODELS/diffusers, or a path); gives text encoders, and the transformer/VAE unless set below")
+    gen.add_argument("--transformer", help="transformer .safetensors of either model (name inside MODELS/diffusion_models, or a path)")
     gen.add_argument("--vae", help="VAE .safetensors (name inside MODELS/vae, or a path)")
-    gen.add_argument("--mllm", help="instead of --diffusers: llava_llama3 file (name inside MODELS/text_encoders, or a path)")
-    gen.add_argument("--vision", help="with --mllm: llava_llama3_vision file (MODELS/clip_vision)")
-    gen.add_argument("--clip", help="with --mllm: clip_l file (MODELS/text_encoders)")
+    gen.add_argument("--mllm", help="instead of --diffusers: qwen_2.5_vl_7b (1.5) or llava_llama3 (13 B) file (MODELS/text_encoders, or a path)")
+    gen.add_argument("--vision", help="with --mllm: sigclip_vision_patch14_384 (1.5) or llava_llama3_vision (13 B) file (MODELS/clip_vision)")
+    gen.add_argument("--clip", "--text-encoder-2", dest="clip", help="with --mllm: byt5_small_glyphxl (1.5) or clip_l (13 B) file (MODELS/text_encoders)")
     gen.add_argument("--comfyui", help="with --mllm: a ComfyUI folder, whose bundled tokenizers are used")
-    gen.add_argument("--llama-tokenizer", help="with --mllm: Llama-3 tokenizer folder (overrides --comfyui)")
-    gen.add_argument("--clip-tokenizer", help="with --mllm: CLIP tokenizer folder (overrides --comfyui)")
+    gen.add_argument("--tokenizers", action="append", default=[], metavar="FOLDER",
+                     help="with --mllm: a diffusers folder of the same model to take tokenizers from (repeatable)")
     gen.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
                      help="LoRA file (MODELS/loras or a path), strength 1 by default; repeat for several")
     gen.add_argument("--demo", action="store_true", help="build a tiny random model on the spot (output is noise)")
-    gen.add_argument("--resolution", default="720p", choices=list(images.BUCKET_BASE_SIZES))
+    gen.add_argument("--demo-family", default=families.HUNYUAN_VIDEO_15, choices=list(families.NAMES),
+                     help="with --demo: which model family to build (default: %(default)s)")
+    gen.add_argument("--resolution", default="720p", choices=["720p", "540p", "480p", "360p"],
+                     help="1.5: 480p or 720p; 13 B: 360p, 540p or 720p (default: %(default)s)")
     gen.add_argument("--width", type=int, default=0)
     gen.add_argument("--height", type=int, default=0)
-    gen.add_argument("--frames", type=int, default=129)
-    gen.add_argument("--steps", type=int, default=50)
+    gen.add_argument("--frames", type=int, default=121, help="4n+1 (default: %(default)s; the 13 B reference uses 129)")
+    gen.add_argument("--steps", type=int, default=0, help="0 = the model's default (default: %(default)s)")
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--flow-shift", type=float, default=7.0)
-    gen.add_argument("--guidance", type=float, default=6.0, help="embedded guidance (v2)")
-    gen.add_argument("--cfg-scale", type=float, default=1.0, help="true CFG with the negative prompt (v1)")
+    gen.add_argument("--flow-shift", type=float, default=0.0, help="0 = the model's default (default: %(default)s)")
+    gen.add_argument("--guidance", type=float, default=0.0, help="embedded guidance (13 B v2); 0 = 6.0")
+    gen.add_argument("--cfg-scale", type=float, default=0.0, help="CFG with the negative prompt; 0 = the model's default, 1 = off")
+    gen.add_argument("--variant", default="auto", choices=list(loading.VARIANT_CHOICES),
+                     help="what a 1.5 file cannot tell: distillation (default: %(default)s)")
     gen.add_argument("--no-stability", action="store_true", help="turn i2v stability off")
     gen.add_argument("--dtype", default="bf16", choices=list(acceleration.DTYPES))
     gen.add_argument("--fp8", action="store_true", help="store transformer weights in fp8")
@@ -77,24 +87,19 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _text_encoders(args, models: Path | None, folder: Path | None, dtype: torch.dtype):
+def _text_encoder_sources(args, models: Path | None, folder: Path | None) -> loading.TextEncoderSources:
+    """The same choice the Load Text Encoders node makes: a diffusers folder, or three single files."""
     if not args.mllm:
-        return text_encoders.load_diffusers_folder(folder, dtype)
-    from .text_encoder_files import load_single_files
-
-    if not (args.vision and args.clip):
-        raise UserInputError("--mllm needs --vision (llava_llama3_vision) and --clip (clip_l) too.")
-    comfy = Path(args.comfyui).expanduser() / "comfy" if args.comfyui else None
-    llama_tok = args.llama_tokenizer or (comfy / "text_encoders" / "llama_tokenizer" if comfy else None)
-    clip_tok = args.clip_tokenizer or (comfy / "sd1_tokenizer" if comfy else None)
-    if folder is not None:
-        llama_tok, clip_tok = llama_tok or folder / "tokenizer", clip_tok or folder / "tokenizer_2"
-    if not (llama_tok and clip_tok):
-        raise UserInputError("Single-file text encoders need tokenizers: give --comfyui, or --llama-tokenizer and "
-                             "--clip-tokenizer, or --diffusers.")
-    return load_single_files(
-        _find(models, "text_encoders", args.mllm), _find(models, "clip_vision", args.vision),
-        _find(models, "text_encoders", args.clip), llama_tok, clip_tok, dtype,
+        return loading.TextEncoderSources(folder=folder)
+    tokenizer_folders = [Path(f).expanduser() for f in args.tokenizers] + ([folder] if folder else [])
+    if models is not None and (models / "diffusers").is_dir():
+        tokenizer_folders += sorted(p.parent for p in (models / "diffusers").rglob("model_index.json"))
+    return loading.TextEncoderSources(
+        primary=_find(models, "text_encoders", args.mllm),
+        vision=_find(models, "clip_vision", args.vision) if args.vision else None,
+        second=_find(models, "text_encoders", args.clip) if args.clip else None,
+        comfy_package=Path(args.comfyui).expanduser() / "comfy" if args.comfyui else None,
+        diffusers_folders=tokenizer_folders,
     )
 
 
@@ -124,53 +129,54 @@ def generate(args) -> Path:
     workdir = Path(tempfile.mkdtemp(prefix="hunyuan_i2v_"))
     models = Path(args.models).expanduser() if args.models else None
     if args.demo:
-        from . import demo
-
-        print("Building a tiny random model (demo mode: the video will be noise).", file=sys.stderr)
-        folder = demo.write_diffusers_folder(workdir / "tiny_demo", "token_replace")
+        print(f"Building a tiny random {families.DISPLAY_NAMES[args.demo_family]} (demo mode: the video will be "
+              "noise).", file=sys.stderr)
+        folder = families.family(args.demo_family).write_demo_folder(workdir / "tiny_demo")
         if not (args.width or args.height):
             args.width, args.height = 64, 64
-        if args.frames == 129:
+        if args.frames in (121, 129):
             args.frames = 17
-        if args.steps == 50:
+        if args.steps == 0:
             args.steps = 4
         dtype_name = "fp32"
     else:
         if not args.diffusers and not args.mllm:
-            raise UserInputError("Give --diffusers (a HunyuanVideo-I2V diffusers folder) or --mllm/--vision/--clip.")
+            raise UserInputError("Give --diffusers (a HunyuanVideo diffusers folder) or --mllm/--vision/--clip.")
         folder = _find(models, "diffusers", args.diffusers) if args.diffusers else None
         if folder is None and not (args.transformer and args.vae):
             raise UserInputError("Without --diffusers, give --transformer and --vae too.")
         dtype_name = args.dtype
-    dtype = acceleration.parse_dtype(dtype_name)
     image = _load_image(args, workdir)  # before loading gigabytes: a bad path should fail at once
-    sampling.check_frames(args.frames)
+    check_frames(args.frames)
     t0 = time.perf_counter()
     transformer_path = _find(models, "diffusion_models", args.transformer) if args.transformer else folder
     vae_path = _find(models, "vae", args.vae) if args.vae else folder
-    model = stages.load_model(transformer_path, dtype_name, args.fp8, "native (PyTorch SDPA)", args.offload, device)
+    model = loading.load_model(
+        transformer_path, dtype_name, args.fp8, "native (PyTorch SDPA)", args.offload, device, variant=args.variant
+    )
     for item in args.lora:
         name, _, strength = item.rpartition(":") if ":" in item and _is_number(item.rpartition(":")[2]) else (item, "", "1")
-        model = stages.with_lora(model, _find(models, "loras", name), float(strength))
+        model = loading.with_lora(model, _find(models, "loras", name), float(strength))
     print(model.describe(), file=sys.stderr)
-    vae = vae_module.load_vae(vae_path, dtype)
-    encoders = _text_encoders(args, models, folder, dtype)
+    vae = loading.load_vae(vae_path, dtype_name)
+    encoders = loading.load_text_encoders(_text_encoder_sources(args, models, folder), dtype_name)
+    families.check_match({"the transformer": model, "the VAE": vae, "the text encoders": encoders})
     cond = stages.run_encode(
         encoders, vae, image, args.prompt, args.negative_prompt, args.resolution, args.width, args.height, device
     )
-    settings = sampling.SamplingSettings(
+    requested = SamplingSettings(
         seed=args.seed, steps=args.steps, num_frames=args.frames, flow_shift=args.flow_shift,
         embedded_guidance=args.guidance, cfg_scale=args.cfg_scale, i2v_stability=not args.no_stability,
     )
 
-    def report(info: sampling.StepInfo) -> None:
+    def report(info: StepInfo) -> None:
         print(f"step {info.index + 1}/{info.total}", file=sys.stderr)
 
-    latents, drop = stages.run_sample(
-        model, cond, settings, args.cache, args.cache_threshold, device, on_step=report
-    )
-    frames = stages.run_decode(vae, latents, drop, device=device)
-    out = mp4.write_mp4(frames, args.output, args.fps)
+    result = stages.run_sample(model, cond, requested, args.cache, args.cache_threshold, device, on_step=report)
+    for note in cond.notes + result.notes:
+        print(note, file=sys.stderr)
+    frames = stages.run_decode(vae, result.latent, device=device)
+    out = video.write_mp4(frames, args.output, args.fps)
     print(
         f"Wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}) "
         f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr,

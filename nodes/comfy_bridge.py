@@ -262,18 +262,14 @@ def latent_previewer(device=None) -> Callable[[Any], Any] | None:
 
 # ---------------------------------------------------------------- tokenizers
 
-_BUNDLED_TOKENIZERS = {"llama": "text_encoders/llama_tokenizer", "clip": "sd1_tokenizer"}
-
-
-def bundled_tokenizer_dir(kind: str) -> Path | None:
-    """The tokenizer folder a running ComfyUI ships for ``kind`` ("llama" or "clip")."""
+def comfy_package_dir() -> Path | None:
+    """ComfyUI's ``comfy`` folder, where it keeps the tokenizers its loaders use (None outside ComfyUI)."""
     if not HAVE_COMFY:
         return None
     try:
         import comfy  # type: ignore
 
         # comfy is a namespace package in ComfyUI (no __init__.py, so no __file__)
-        path = Path(list(comfy.__path__)[0]) / _BUNDLED_TOKENIZERS[kind]
+        return Path(list(comfy.__path__)[0])
     except Exception:  # noqa: BLE001
         return None
-    return path if path.is_dir() else None

@@ -1,15 +1,16 @@
-"""Loader nodes: transformer, VAE, text encoders."""
+"""Loader nodes: transformer, VAE, text encoders, LoRA. Both model families; the files say which."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..hunyuan_i2v import acceleration, stages, text_encoder_files, text_encoders, vae
-from ..hunyuan_i2v.errors import ModelFileError
+from ..hunyuan_i2v import loading
+from ..hunyuan_i2v.shared import acceleration
 from . import comfy_bridge as comfy
 from .types import CATEGORY, MODEL, TEXT_ENCODERS, VAE
 
 DIFFUSERS_TAG = "[diffusers] "
+FROM_FOLDER = "(from the diffusers folder)"
 
 
 def _choices(kind: str) -> list[str]:
@@ -26,9 +27,10 @@ def _resolve(kind: str, choice: str) -> Path:
 
 class HunyuanI2VLoadTransformer:
     DESCRIPTION = (
-        "Loads the HunyuanVideo-I2V transformer from models/diffusion_models (single .safetensors) or a "
-        "diffusers folder in models/diffusers. The release (v1 latent concat / v2 token replace) is read from "
-        "the weights; the info output says which."
+        "Loads the transformer of HunyuanVideo-1.5 (8.3 B) or HunyuanVideo-I2V (13 B) from models/diffusion_models "
+        "(single .safetensors) or a diffusers folder in models/diffusers. The family and the release (13 B: v1 latent "
+        "concat / v2 token replace; 1.5: 480p/720p, CFG-distilled, step-distilled) are read from the weights; the "
+        "info output says what was found."
     )
     CATEGORY = CATEGORY
     FUNCTION = "load"
@@ -40,18 +42,19 @@ class HunyuanI2VLoadTransformer:
         return {
             "required": {
                 "model_name": (_choices("diffusion_models"), {"tooltip": "Transformer file or diffusers folder."}),
-                "weight_dtype": (list(acceleration.DTYPES), {"default": "bf16", "tooltip": "Compute precision. bf16 is what the model was trained in; fp16 can overflow to black frames."}),
+                "weight_dtype": (list(acceleration.DTYPES), {"default": "bf16", "tooltip": "Compute precision. bf16 is what the models were trained in; fp16 can overflow to black frames."}),
                 "fp8_storage": ("BOOLEAN", {"default": False, "tooltip": "Store weights in fp8 (half the memory of bf16), upcast per layer while computing."}),
-                "attention": (list(acceleration.ATTENTION_BACKENDS), {"default": "native (PyTorch SDPA)", "tooltip": "Attention kernel. Others need their package installed."}),
+                "attention": (list(acceleration.ATTENTION_BACKENDS), {"default": "native (PyTorch SDPA)", "tooltip": "Attention kernel. Others need their package installed. HunyuanVideo-1.5 needs one that takes a mask: flash-attn and sageattention switch to their varlen kind for it."}),
                 "offload_mode": (list(acceleration.OFFLOAD_MODES), {"default": "model", "tooltip": "; ".join(f"{k}: {v}" for k, v in acceleration.OFFLOAD_MODES.items())}),
+                "variant": (list(loading.VARIANT_CHOICES), {"default": "auto", "tooltip": "What the file cannot tell (HunyuanVideo-1.5: whether it is CFG- or step-distilled, which only changes the sampler's defaults). 'auto' reads the file's metadata; the info output says what was used."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def load(self, model_name, weight_dtype, fp8_storage, attention, offload_mode, unique_id=None):
-        loaded = stages.load_model(
+    def load(self, model_name, weight_dtype, fp8_storage, attention, offload_mode, variant="auto", unique_id=None):
+        loaded = loading.load_model(
             _resolve("diffusion_models", model_name), weight_dtype, fp8_storage, attention, offload_mode,
-            comfy.torch_device(), comfy.offload_device(),
+            comfy.torch_device(), comfy.offload_device(), variant=variant,
         )
         info = loaded.describe()
         comfy.node_text_sender(unique_id)(info)
@@ -59,7 +62,7 @@ class HunyuanI2VLoadTransformer:
 
 
 class HunyuanI2VLoadVAE:
-    DESCRIPTION = "Loads the HunyuanVideo 3D VAE from models/vae or a diffusers folder."
+    DESCRIPTION = "Loads the video VAE of HunyuanVideo-1.5 or HunyuanVideo-I2V (13 B) from models/vae or a diffusers folder."
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = (VAE,)
@@ -69,39 +72,22 @@ class HunyuanI2VLoadVAE:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "vae_name": (_choices("vae"), {"tooltip": "hunyuan_video_vae_bf16.safetensors or a diffusers folder."}),
+                "vae_name": (_choices("vae"), {"tooltip": "hunyuanvideo15_vae_fp16.safetensors (1.5), hunyuan_video_vae_bf16.safetensors (13 B), or a diffusers folder."}),
                 "dtype": (list(acceleration.DTYPES), {"default": "bf16", "tooltip": "bf16 saves memory; fp32 is exact but twice the size."}),
             }
         }
 
     def load(self, vae_name, dtype):
-        return (vae.load_vae(_resolve("vae", vae_name), acceleration.parse_dtype(dtype)),)
-
-
-FROM_FOLDER = "(from the diffusers folder)"
-
-
-def _tokenizer_dir(kind: str, folder_sub: str) -> Path:
-    """Tokenizers for single files: ComfyUI's bundled ones, else a diffusers folder's."""
-    bundled = comfy.bundled_tokenizer_dir(kind)
-    if bundled is not None:
-        return bundled
-    for name in comfy.list_diffusers_folders():
-        candidate = comfy.resolve_model_path("diffusers", name) / folder_sub
-        if any(candidate.glob("tokenizer*.json")) or (candidate / "vocab.json").exists():
-            return candidate
-    raise ModelFileError(
-        f"No {kind} tokenizer found: ComfyUI's bundled tokenizer folder is missing and no diffusers folder in "
-        "models/diffusers has one. Put the HunyuanVideo-I2V diffusers conversion's tokenizer folders there."
-    )
+        return (loading.load_vae(_resolve("vae", vae_name), dtype),)
 
 
 class HunyuanI2VLoadTextEncoders:
     DESCRIPTION = (
-        "Loads llava-llama-3 (the MLLM, with its vision tower) and CLIP-L. Either pick a HunyuanVideo-I2V "
-        "diffusers folder as mllm (everything comes from it), or the single files: "
-        "text_encoders/llava_llama3_fp16.safetensors (or _fp8_scaled), clip_vision/llava_llama3_vision.safetensors "
-        "and text_encoders/clip_l.safetensors."
+        "Loads the text and image encoders. Pick a diffusers folder as text_encoder (everything comes from it), or "
+        "single files. HunyuanVideo-1.5: text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors, "
+        "clip_vision/sigclip_vision_patch14_384.safetensors, text_encoders/byt5_small_glyphxl_fp16.safetensors. "
+        "HunyuanVideo-I2V (13 B): text_encoders/llava_llama3_fp8_scaled.safetensors, "
+        "clip_vision/llava_llama3_vision.safetensors, text_encoders/clip_l.safetensors."
     )
     CATEGORY = CATEGORY
     FUNCTION = "load"
@@ -112,50 +98,36 @@ class HunyuanI2VLoadTextEncoders:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "mllm": (_choices("text_encoders"), {"tooltip": "llava_llama3 file, or a diffusers folder holding all text encoders."}),
-                "vision": ([FROM_FOLDER] + comfy.list_model_files("clip_vision"), {"default": FROM_FOLDER, "tooltip": "llava_llama3_vision.safetensors; needed when mllm is a single file."}),
-                "clip": ([FROM_FOLDER] + comfy.list_model_files("text_encoders"), {"default": FROM_FOLDER, "tooltip": "clip_l.safetensors; needed when mllm is a single file."}),
+                "text_encoder": (_choices("text_encoders"), {"tooltip": "The language model: qwen_2.5_vl_7b (1.5) or llava_llama3 (13 B), or a diffusers folder holding every encoder."}),
+                "vision": ([FROM_FOLDER] + comfy.list_model_files("clip_vision"), {"default": FROM_FOLDER, "tooltip": "sigclip_vision_patch14_384 (1.5) or llava_llama3_vision (13 B); needed when text_encoder is a single file."}),
+                "text_encoder_2": ([FROM_FOLDER] + comfy.list_model_files("text_encoders"), {"default": FROM_FOLDER, "tooltip": "byt5_small_glyphxl (1.5, reads quoted text in the prompt) or clip_l (13 B); needed when text_encoder is a single file."}),
                 "dtype": (list(acceleration.DTYPES), {"default": "bf16"}),
-                "fp8_storage": ("BOOLEAN", {"default": False, "tooltip": "Store the MLLM's weights in fp8 (about 8 GB instead of 16 GB), upcast per layer while encoding."}),
-                "device": (["gpu", "cpu"], {"default": "gpu", "tooltip": "cpu keeps the 8 B MLLM off the GPU: slower encode, no VRAM used."}),
+                "fp8_storage": ("BOOLEAN", {"default": False, "tooltip": "Store the language model's weights in fp8 (about half the memory of bf16), upcast per layer while encoding."}),
+                "device": (["gpu", "cpu"], {"default": "gpu", "tooltip": "cpu keeps the 7-8 B language model off the GPU: slower encode, no VRAM used."}),
             }
         }
 
-    def load(self, mllm, vision, clip, dtype, fp8_storage, device):
-        encoders = self._load(mllm, vision, clip, acceleration.parse_dtype(dtype))
-        encoders.run_on_cpu = device == "cpu"
-        if fp8_storage:
-            acceleration.enable_fp8_storage_text_encoders(encoders, acceleration.parse_dtype(dtype))
-        return (encoders,)
-
-    @staticmethod
-    def _load(mllm, vision, clip, torch_dtype):
-        if mllm.startswith(DIFFUSERS_TAG):
-            folder = _resolve("text_encoders", mllm)
-            if vision == FROM_FOLDER and clip == FROM_FOLDER:
-                return text_encoders.load_diffusers_folder(folder, torch_dtype)
-            raise ModelFileError(
-                f"mllm is the diffusers folder '{mllm[len(DIFFUSERS_TAG):]}', which holds its own vision tower and "
-                f"CLIP: set vision and clip to '{FROM_FOLDER}', or pick single files for all three."
-            )
-        missing = [name for name, value in (("vision", vision), ("clip", clip)) if value == FROM_FOLDER]
-        if missing:
-            raise ModelFileError(
-                f"mllm is a single file, so {' and '.join(missing)} must be single files too: pick "
-                "llava_llama3_vision.safetensors (clip_vision) and clip_l.safetensors (text_encoders)."
-            )
-        return text_encoder_files.load_single_files(
-            _resolve("text_encoders", mllm), comfy.resolve_model_path("clip_vision", vision),
-            comfy.resolve_model_path("text_encoders", clip),
-            _tokenizer_dir("llama", "tokenizer"), _tokenizer_dir("clip", "tokenizer_2"), torch_dtype,
+    def load(self, text_encoder, vision, text_encoder_2, dtype, fp8_storage, device):
+        sources = loading.TextEncoderSources(
+            comfy_package=comfy.comfy_package_dir(),
+            diffusers_folders=[comfy.resolve_model_path("diffusers", f) for f in comfy.list_diffusers_folders()],
         )
+        if text_encoder.startswith(DIFFUSERS_TAG):
+            sources.folder = _resolve("text_encoders", text_encoder)
+        else:
+            sources.primary = _resolve("text_encoders", text_encoder)
+        if vision != FROM_FOLDER:
+            sources.vision = comfy.resolve_model_path("clip_vision", vision)
+        if text_encoder_2 != FROM_FOLDER:
+            sources.second = comfy.resolve_model_path("text_encoders", text_encoder_2)
+        return (loading.load_text_encoders(sources, dtype, fp8_storage, device),)
 
 
 class HunyuanI2VLoRA:
     DESCRIPTION = (
-        "Adds a LoRA from models/loras to the transformer (kohya, original or diffusers key names). It is applied "
-        "only while sampling, so other graphs using the same loaded model are not affected. Chain several. "
-        "Effect LoRAs usually need their trigger word in the prompt."
+        "Adds a LoRA from models/loras to the transformer (kohya, original or diffusers key names; either model "
+        "family). It is applied only while sampling, so other graphs using the same loaded model are not affected. "
+        "Chain several. Effect LoRAs usually need their trigger word in the prompt."
     )
     CATEGORY = CATEGORY
     FUNCTION = "apply"
@@ -168,13 +140,13 @@ class HunyuanI2VLoRA:
         return {
             "required": {
                 "model": (MODEL,),
-                "lora_name": (loras, {"tooltip": "A HunyuanVideo LoRA .safetensors file."}),
+                "lora_name": (loras, {"tooltip": "A HunyuanVideo LoRA .safetensors file of the loaded model's family."}),
                 "strength": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.05, "tooltip": "0 turns it off."}),
             }
         }
 
     def apply(self, model, lora_name, strength):
-        return (stages.with_lora(model, comfy.resolve_model_path("loras", lora_name), strength),)
+        return (loading.with_lora(model, comfy.resolve_model_path("loras", lora_name), strength),)
 
 
 NODE_CLASS_MAPPINGS = {

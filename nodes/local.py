@@ -1,20 +1,22 @@
-"""The local path's working nodes: encode image + text, sample, decode."""
+"""The local path's working nodes: encode image + text, sample, decode. Both model families."""
 
 from __future__ import annotations
 
-from ..hunyuan_i2v import acceleration, images, sampling, stages
-from ..hunyuan_i2v.conditioning import DEFAULT_NEGATIVE_PROMPT
-from ..hunyuan_i2v.errors import UserInputError
+from ..hunyuan_i2v import stages
+from ..hunyuan_i2v.families import DISPLAY_NAMES
+from ..hunyuan_i2v.hunyuan_video_13b.conditioning import DEFAULT_NEGATIVE_PROMPT
+from ..hunyuan_i2v.shared import acceleration, images
+from ..hunyuan_i2v.shared.sampling import MAX_SEED, SamplingSettings, StepInfo
 from . import comfy_bridge as comfy
 from .types import CATEGORY, CONDITIONING, MODEL, TEXT_ENCODERS, VAE
 
-LATENT_INFO_KEY = "hunyuan_i2v"  # extra entry in the LATENT dict: frames to drop at decode
+RESOLUTIONS = ["720p", "540p", "480p", "360p"]  # 1.5 has 480p and 720p; the 13 B model 360p, 540p and 720p
 
 
 class HunyuanI2VEncode:
     DESCRIPTION = (
-        "Encodes the start image and the prompt: the image is resized and centre-cropped to the video size, "
-        "read by the MLLM's vision tower together with the prompt, and encoded by the VAE."
+        "Encodes the start image and the prompt for the model the text encoders belong to: the image is resized and "
+        "centre-cropped to the video size, read by the vision encoder together with the prompt, and encoded by the VAE."
     )
     CATEGORY = CATEGORY
     FUNCTION = "encode"
@@ -28,28 +30,32 @@ class HunyuanI2VEncode:
                 "text_encoders": (TEXT_ENCODERS,),
                 "vae": (VAE,),
                 "image": ("IMAGE", {"tooltip": "One start image. Alpha is composited on white; grayscale is expanded to RGB."}),
-                "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "What happens in the video."}),
-                "negative_prompt": ("STRING", {"multiline": True, "default": DEFAULT_NEGATIVE_PROMPT, "tooltip": "Used only when the sampler's cfg_scale is above 1 (v1 true CFG)."}),
-                "resolution": (list(images.BUCKET_BASE_SIZES), {"default": "720p", "tooltip": "Video size from the image's aspect ratio, on a 32 px grid. Ignored when width and height are set."}),
-                "width": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 16, "tooltip": "0 = from resolution. Otherwise a multiple of 16."}),
-                "height": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 16, "tooltip": "0 = from resolution. Otherwise a multiple of 16."}),
-            }
+                "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "What happens in the video. HunyuanVideo-1.5 renders text in \"double quotes\" as written text (glyphs)."}),
+                "negative_prompt": ("STRING", {"multiline": True, "default": DEFAULT_NEGATIVE_PROMPT, "tooltip": "Used when the sampler's CFG is above 1 (HunyuanVideo-1.5 I2V; 13 B v1 true CFG)."}),
+                "resolution": (RESOLUTIONS, {"default": "720p", "tooltip": "Video size from the image's aspect ratio: HunyuanVideo-1.5 480p or 720p (match the release you loaded), 13 B 360p/540p/720p. Ignored when width and height are set."}),
+                "width": ("INT", {"default": 0, "min": 0, "max": images.MAX_SIDE, "step": 16, "tooltip": "0 = from resolution. Otherwise a multiple of 16."}),
+                "height": ("INT", {"default": 0, "min": 0, "max": images.MAX_SIDE, "step": 16, "tooltip": "0 = from resolution. Otherwise a multiple of 16."}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def encode(self, text_encoders, vae, image, prompt, negative_prompt, resolution, width, height):
+    def encode(self, text_encoders, vae, image, prompt, negative_prompt, resolution, width, height, unique_id=None):
         on_gpu = [vae.model] + ([] if text_encoders.run_on_cpu else text_encoders.modules())
         comfy.make_room_on_device(comfy.torch_device(), acceleration.module_bytes(on_gpu))
         cond = stages.run_encode(
             text_encoders, vae, image, prompt, negative_prompt, resolution, width, height,
             comfy.torch_device(), comfy.offload_device(),
         )
+        text = [f"{DISPLAY_NAMES[cond.family]}: {cond.width}x{cond.height}"] + cond.notes
+        comfy.node_text_sender(unique_id)("\n".join(text))
         return (cond, cond.start_image)
 
 
 class HunyuanI2VSample:
     DESCRIPTION = (
-        "Generates the video latent with flow-matching Euler. v2 models use embedded guidance; v1 models use "
-        "cfg_scale with the negative prompt (1 = off)."
+        "Generates the video latent with flow-matching Euler for either model family. Settings left at 0 take the "
+        "loaded model's reference values (e.g. HunyuanVideo-1.5 480p step-distilled: 8 steps, shift 7, CFG 1); the "
+        "node's text says what was used and which settings the model ignores."
     )
     CATEGORY = CATEGORY
     FUNCTION = "sample"
@@ -62,41 +68,53 @@ class HunyuanI2VSample:
             "required": {
                 "model": (MODEL,),
                 "conditioning": (CONDITIONING,),
-                "seed": ("INT", {"default": 0, "min": 0, "max": sampling.MAX_SEED, "control_after_generate": True}),
-                "steps": ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": "50 in the reference; 30 is a fair trade."}),
-                "frames": ("INT", {"default": 129, "min": 1, "max": 1025, "step": 4, "tooltip": "4n+1 frames; 129 = 5.4 s at 24 fps. v1 models return 4 fewer (the reference drops its first 4 decoded frames)."}),
-                "flow_shift": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip": "7 with i2v stability on, 17 with it off (reference advice)."}),
-                "embedded_guidance": ("FLOAT", {"default": 6.0, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": "Guidance strength for v2 models (ignored by v1, which has no guidance embedder)."}),
-                "cfg_scale": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 30.0, "step": 0.1, "tooltip": "True CFG with the negative prompt; above 1 doubles the work."}),
-                "i2v_stability": ("BOOLEAN", {"default": True, "tooltip": "Start from noise leaning 0.1% towards the image: steadier motion."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
+                "steps": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip": "0 = the model's default (50; 8 for 1.5 step-distilled)."}),
+                "frames": ("INT", {"default": 121, "min": 1, "max": 1025, "step": 4, "tooltip": "4n+1 frames: 121 (HunyuanVideo-1.5) or 129 (13 B) at 24 fps. 13 B v1 models return 4 fewer (the reference drops its first 4 decoded frames)."}),
+                "flow_shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip": "0 = the model's default (1.5: 5 at 480p, 7 at 720p and step-distilled; 13 B: 7 with i2v stability, 17 without)."}),
+                "embedded_guidance": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": "13 B v2 only (0 = 6.0); other models ignore it."}),
+                "cfg_scale": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": "Classifier-free guidance with the negative prompt; 0 = the model's default (1.5 I2V: 6; distilled: 1; 13 B: 1). Above 1 doubles the work; 1 = off."}),
+                "i2v_stability": ("BOOLEAN", {"default": True, "tooltip": "13 B only: start from noise leaning 0.1% towards the image for steadier motion."}),
                 "cache": (list(acceleration.CACHE_MODES), {"default": "off", "tooltip": "Skip work on steps that change little: faster, slightly different video."}),
-                "cache_threshold": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "First block cache only: higher is faster and looser (0.05-0.15)."}),
+                "cache_threshold": ("FLOAT", {"default": 0.1, "min": acceleration.CACHE_THRESHOLD_RANGE[0], "max": acceleration.CACHE_THRESHOLD_RANGE[1], "step": 0.01, "tooltip": "First block cache only: higher is faster and looser (0.05-0.15)."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def sample(self, model, conditioning, seed, steps, frames, flow_shift, embedded_guidance, cfg_scale,
                i2v_stability, cache, cache_threshold, unique_id=None):
-        settings = sampling.SamplingSettings(
+        requested = SamplingSettings(
             seed=seed, steps=steps, num_frames=frames, flow_shift=flow_shift,
             embedded_guidance=embedded_guidance, cfg_scale=cfg_scale, i2v_stability=i2v_stability,
         )
-        sampling.check_frames(frames)
-        bar = comfy.progress_bar(steps)
+        settings, notes = stages.resolve_settings(model, requested)
+        if cache == "off" and cache_threshold != 0.1:
+            notes.append("cache_threshold is ignored: the cache is off.")
+        send = comfy.node_text_sender(unique_id)
+        send(_settings_text(settings, notes))
+        bar = comfy.progress_bar(settings.steps)
         device = comfy.torch_device()
         preview = comfy.latent_previewer(device)
 
-        def on_step(info: sampling.StepInfo):
+        def on_step(info: StepInfo):
             comfy.check_interrupt()
             bar.update_absolute(info.index + 1, info.total, preview(info.denoised) if preview else None)
 
         comfy.check_interrupt()
         if not acceleration.has_group_offload(model.model):
             comfy.make_room_on_device(device, acceleration.module_bytes([model.model]))
-        latents, drop = stages.run_sample(
-            model, conditioning, settings, cache, cache_threshold, device, comfy.offload_device(), on_step
+        result = stages.run_sample(
+            model, conditioning, requested, cache, cache_threshold, device, comfy.offload_device(), on_step
         )
-        return ({"samples": latents / conditioning.latent_scale, LATENT_INFO_KEY: {"drop_frames": drop}},)
+        return (result.latent,)
+
+
+def _settings_text(settings: SamplingSettings, notes: list[str]) -> str:
+    used = (
+        f"steps {settings.steps}, shift {settings.flow_shift:g}, cfg {settings.cfg_scale:g}, "
+        f"embedded guidance {settings.embedded_guidance:g}, {settings.num_frames} frames"
+    )
+    return "\n".join([used] + notes)
 
 
 class HunyuanI2VDecode:
@@ -114,19 +132,13 @@ class HunyuanI2VDecode:
                 "latent": ("LATENT",),
                 "tiling": ("BOOLEAN", {"default": True, "tooltip": "Decode in overlapping tiles; turn off only with memory to spare."}),
                 "tile_size": ("INT", {"default": 256, "min": 64, "max": 1024, "step": 32, "tooltip": "Tile edge in pixels; lower it if decode runs out of memory."}),
-                "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 1.0, "tooltip": "Frame rate of the VIDEO output (the model is trained at 24)."}),
+                "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 1.0, "tooltip": "Frame rate of the VIDEO output (both models are trained at 24)."}),
             }
         }
 
     def decode(self, vae, latent, tiling, tile_size, fps):
-        if not isinstance(latent, dict) or "samples" not in latent:
-            raise UserInputError("latent must be a LATENT from the HunyuanVideo I2V sampler.")
-        drop = int(latent.get(LATENT_INFO_KEY, {}).get("drop_frames", 0))
         comfy.make_room_on_device(comfy.torch_device(), acceleration.module_bytes([vae.model]))
-        frames = stages.run_decode(
-            vae, latent["samples"].float() * vae.scaling_factor, drop, tiling, tile_size,
-            comfy.torch_device(), comfy.offload_device(),
-        )
+        frames = stages.run_decode(vae, latent, tiling, tile_size, comfy.torch_device(), comfy.offload_device())
         return (frames, comfy.make_video(frames, fps))
 
 

@@ -14,14 +14,14 @@ import secrets
 
 import torch
 
-from ..hunyuan_i2v import wavespeed
+from ..hunyuan_i2v.wavespeed import client as wavespeed
 from ..hunyuan_i2v.errors import UserInputError
-from ..hunyuan_i2v.wavespeed_errors import WaveSpeedInterrupted
-from ..hunyuan_i2v.wavespeed_jobs import (
+from ..hunyuan_i2v.wavespeed.errors import WaveSpeedInterrupted
+from ..hunyuan_i2v.wavespeed.jobs import (
     DEFAULT_FILE_PREFIX, I2VJob, encode_image, run_batch, size_for, status_text,
 )
-from ..hunyuan_i2v.wavespeed_journal import JobJournal
-from ..hunyuan_i2v.wavespeed_keys import API_KEY_ENV, resolve_api_key
+from ..hunyuan_i2v.wavespeed.journal import JobJournal
+from ..hunyuan_i2v.wavespeed.keys import API_KEY_ENV, resolve_api_key
 from . import comfy_bridge
 
 log = logging.getLogger(__name__)

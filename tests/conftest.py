@@ -55,7 +55,7 @@ def models_root(tmp_path_factory):
     """
     from diffusers import AutoencoderKLHunyuanVideo, HunyuanVideoTransformer3DModel
 
-    from hyv_pack.hunyuan_i2v import demo
+    from hyv_pack.hunyuan_i2v.hunyuan_video_13b import demo
     from original_layout import to_original
 
     root = tmp_path_factory.mktemp("models")
@@ -104,11 +104,32 @@ def write_comfy_text_encoder_files(folder, root):
     save_file_with_config(clip_state, root / "text_encoders" / "tiny_clip_l.safetensors", {"num_attention_heads": 2})
 
 
+def run_node(name, **inputs):
+    """Call a node by keyword, as ComfyUI does."""
+    from hyv_pack import NODE_CLASS_MAPPINGS
+
+    cls = NODE_CLASS_MAPPINGS[name]
+    return getattr(cls(), cls.FUNCTION)(**inputs)
+
+
 def te_choice(folder):
-    """Text encoder loader arguments for a diffusers folder: (mllm, vision, clip, dtype, fp8_storage, device)."""
+    """Load Text Encoders inputs for a diffusers folder (fp32, on the CPU)."""
     from hyv_pack.nodes.loaders import FROM_FOLDER
 
-    return (f"[diffusers] {folder}", FROM_FOLDER, FROM_FOLDER, "fp32", False, "cpu")
+    return dict(text_encoder=f"[diffusers] {folder}", vision=FROM_FOLDER, text_encoder_2=FROM_FOLDER, dtype="fp32",
+                fp8_storage=False, device="cpu")
+
+
+def transformer_inputs(model_name, **overrides):
+    """Load Transformer inputs: fp32, native attention, model offload, unless overridden."""
+    return dict(model_name=model_name, weight_dtype="fp32", fp8_storage=False, attention="native (PyTorch SDPA)",
+                offload_mode="model", variant="auto") | overrides
+
+
+def sample_inputs(model, conditioning, **overrides):
+    """Sample node inputs: every setting at the model's default (0) unless overridden."""
+    return dict(model=model, conditioning=conditioning, seed=0, steps=0, frames=121, flow_shift=0.0,
+                embedded_guidance=0.0, cfg_scale=0.0, i2v_stability=True, cache="off", cache_threshold=0.1) | overrides
 
 
 @pytest.fixture()

@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-from conftest import te_choice, test_image
+from conftest import run_node, sample_inputs, te_choice, test_image, transformer_inputs
 
-from hyv_pack import NODE_CLASS_MAPPINGS as NODES
-from hyv_pack.hunyuan_i2v import conditioning
+from hyv_pack.hunyuan_i2v.hunyuan_video_13b import conditioning
 
 PROMPT = "a cat walks on the grass"
 NEGATIVE = "bad teeth, bad eyes"
@@ -15,14 +14,17 @@ WIDTH, HEIGHT = 64, 48
 
 def run_graph(model_choice, vae_choice, folder, image, *, cfg, negative, guidance=6.0):
     """LoadTransformer, LoadVAE, LoadTextEncoders -> Encode -> Sample -> Decode, as ComfyUI would."""
-    model, info = NODES["HunyuanI2VLoadTransformer"]().load(model_choice, "fp32", False, "native (PyTorch SDPA)", "model")
-    (vae,) = NODES["HunyuanI2VLoadVAE"]().load(vae_choice, "fp32")
-    (encoders,) = NODES["HunyuanI2VLoadTextEncoders"]().load(*te_choice(folder))
-    cond, start = NODES["HunyuanI2VEncode"]().encode(encoders, vae, image, PROMPT, negative, "720p", WIDTH, HEIGHT)
-    (latent,) = NODES["HunyuanI2VSample"]().sample(
-        model, cond, SEED, STEPS, FRAMES, 7.0, guidance, cfg, True, "off", 0.1
+    model, info = run_node("HunyuanI2VLoadTransformer", **transformer_inputs(model_choice))
+    (vae,) = run_node("HunyuanI2VLoadVAE", vae_name=vae_choice, dtype="fp32")
+    (encoders,) = run_node("HunyuanI2VLoadTextEncoders", **te_choice(folder))
+    cond, start = run_node(
+        "HunyuanI2VEncode", text_encoders=encoders, vae=vae, image=image, prompt=PROMPT, negative_prompt=negative,
+        resolution="720p", width=WIDTH, height=HEIGHT,
     )
-    frames, video = NODES["HunyuanI2VDecode"]().decode(vae, latent, True, 256, 24.0)
+    (latent,) = run_node("HunyuanI2VSample", **sample_inputs(
+        model, cond, seed=SEED, steps=STEPS, frames=FRAMES, flow_shift=7.0, embedded_guidance=guidance, cfg_scale=cfg,
+    ))
+    frames, video = run_node("HunyuanI2VDecode", vae=vae, latent=latent, tiling=True, tile_size=256, fps=24.0)
     return frames, info, encoders
 
 
@@ -78,7 +80,7 @@ def test_single_files_match_diffusers_folder(comfy_models, version):
     )
     # Same weights; only memory layout differs (views of fused tensors), so float noise at most.
     assert (from_folder - from_files).abs().max().item() <= 1e-5
-    from hyv_pack.hunyuan_i2v.transformer import load_transformer
+    from hyv_pack.hunyuan_i2v.hunyuan_video_13b.transformer import load_transformer
 
     a = load_transformer(comfy_models / "diffusers" / folder, torch.float32).model.state_dict()
     b = load_transformer(comfy_models / "diffusion_models" / f"{folder}.safetensors", torch.float32).model.state_dict()

@@ -7,13 +7,13 @@ from the tensors, never from the file name, so any size loads.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from . import files
-from .errors import ModelFileError
+from ..shared import files
+from ..errors import ModelFileError
+from ..shared.transformer import LoadedTransformer
 
 LATENT_CONCAT = "latent_concat"  # v1: 33 input channels, true CFG
 TOKEN_REPLACE = "token_replace"  # v2: 16 channels + guidance embedder
@@ -24,15 +24,11 @@ VARIANT_NAMES = {LATENT_CONCAT: "v1 (latent concat)", TOKEN_REPLACE: "v2 (token 
 REAL_MODEL_DEFAULTS = {"rope_theta": 256.0, "rope_axes_dim": (16, 56, 56), "qk_norm": "rms_norm"}
 
 
-@dataclass
-class LoadedTransformer:
-    model: torch.nn.Module
-    variant: str
-    source: str
-    compute_dtype: torch.dtype
-    notes: list[str] = field(default_factory=list)
-    offload_mode: str = "model"  # see acceleration.OFFLOAD_MODES
-    loras: tuple = ()  # loras.LoraSpec, applied only while sampling
+FAMILY = "hunyuan_video_13b"
+
+
+class HunyuanVideoTransformer(LoadedTransformer):
+    """The 13 B transformer; ``variant`` is LATENT_CONCAT (v1) or TOKEN_REPLACE (v2)."""
 
     @property
     def latent_channels(self) -> int:
@@ -43,15 +39,14 @@ class LoadedTransformer:
     def uses_embedded_guidance(self) -> bool:
         return bool(self.model.config.guidance_embeds)
 
-    def describe(self) -> str:
+    def summary(self) -> list[str]:
         c = self.model.config
-        lines = [
-            f"HunyuanVideo-I2V {VARIANT_NAMES[self.variant]} from {self.source}",
+        return [
+            f"HunyuanVideo-I2V (13 B family) {VARIANT_NAMES[self.variant]} from {self.source}",
             f"{c.num_layers} double + {c.num_single_layers} single blocks, "
-            f"{c.num_attention_heads}x{c.attention_head_dim} heads, {c.in_channels} input channels",
+            f"{c.num_attention_heads}x{c.attention_head_dim} heads, {c.in_channels} input channels, "
+            f"{str(self.compute_dtype).removeprefix('torch.')}",
         ]
-        lines += [f"LoRA {spec.path.name} at {spec.strength:g}" for spec in self.loras]
-        return "\n".join(lines + self.notes)
 
 
 def infer_config(keys_shapes: dict[str, tuple], overrides: dict) -> dict:
@@ -162,7 +157,7 @@ def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedTransformer:
         )
     config["image_condition_type"] = variant
     model = files.build_with_weights(HunyuanVideoTransformer3DModel, config, state, source, "HunyuanVideo transformer")
-    return LoadedTransformer(model, variant, source, dtype, notes)
+    return HunyuanVideoTransformer(model, FAMILY, variant, source, dtype, notes)
 
 
 def load_diffusers_folder(folder: str | Path, dtype: torch.dtype) -> LoadedTransformer:
@@ -183,7 +178,7 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype) -> LoadedTrans
             "Use a HunyuanVideo-I2V diffusers folder."
         )
     model = HunyuanVideoTransformer3DModel.from_pretrained(sub, dtype=dtype)
-    return LoadedTransformer(model.eval().requires_grad_(False), variant, source, dtype)
+    return HunyuanVideoTransformer(model.eval().requires_grad_(False), FAMILY, variant, source, dtype)
 
 
 def check_i2v_pipeline(folder: Path) -> None:

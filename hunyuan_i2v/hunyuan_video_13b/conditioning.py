@@ -9,12 +9,12 @@ either release.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from .errors import UserInputError
-from .images import StartImage, black_image_like
+from ..errors import UserInputError
+from ..shared.images import StartImage, black_image_like
 from .text_encoders import TextEncoders
 from .vae import LoadedVAE
 
@@ -67,6 +67,8 @@ class I2VConditioning:
     height: int
     start_image: torch.Tensor  # [1, H, W, 3] the cropped start image, 0..1
     latent_scale: float  # the VAE's scaling factor (LATENT outputs hold unscaled latents, as ComfyUI's do)
+    family: str = "hunyuan_video_13b"
+    notes: list = field(default_factory=list)  # things the user should read (shown on the node)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 from accelerate import init_empty_weights
 
-from . import files
-from .errors import ModelFileError
-from .text_encoders import TextEncoders, _load_tokenizer, check_vocabulary
+from ..shared import files
+from ..errors import ModelFileError
+from ..shared.tokenizers import check_vocabulary, load_tokenizer
+from .text_encoders import TextEncoders
 
 LLAMA_DEFAULTS = {"head_dim": 128, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 8192}
 VISION_DEFAULTS = {"head_dim": 64, "layer_norm_eps": 1e-5, "hidden_act": "quick_gelu"}
@@ -150,8 +151,8 @@ def load_single_files(
     from transformers import CLIPImageProcessorPil, CLIPTextModel, LlavaConfig, LlavaForConditionalGeneration
 
     mllm_path, vision_path, clip_path = Path(mllm_path), Path(vision_path), Path(clip_path)
-    tokenizer = _load_tokenizer(Path(llama_tokenizer_dir), "Llama-3")
-    clip_tokenizer = _load_tokenizer(Path(clip_tokenizer_dir), "CLIP")
+    tokenizer = load_tokenizer(Path(llama_tokenizer_dir), "Llama-3")
+    clip_tokenizer = load_tokenizer(Path(clip_tokenizer_dir), "CLIP")
     image_id = tokenizer.convert_tokens_to_ids("<image>")
     if image_id is None or image_id == tokenizer.unk_token_id or tokenizer.pad_token_id is None:
         raise ModelFileError(

@@ -11,7 +11,7 @@ message of :class:`WaveSpeedTaskFailed`.
 
 from __future__ import annotations
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 FAILURE_CODES = {
     1200: "content moderation: WaveSpeed's checker refused the prompt or the image; change them and run again",

@@ -1,4 +1,8 @@
-"""The start image: checking ComfyUI IMAGE tensors, resolution buckets, resize and crop."""
+"""The start image: checking ComfyUI IMAGE tensors, resolution buckets, resize and crop.
+
+Which buckets a model has, and on which grid, is the family's to say (its
+``defaults`` module); this module does the arithmetic and the pixels.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
-# Buckets: the reference picks, for each quality level, the size on a 32 px grid
+# Buckets: the references pick, for each quality level, the size on a grid
 # with about base_size^2 pixels whose aspect ratio is closest to the image's.
-BUCKET_BASE_SIZES = {"720p": 960, "540p": 720, "360p": 480}
-BUCKET_GRID = 32
 MAX_ASPECT = 4.0
-MODEL_GRID = 16  # VAE 8x times patch 2: every size must be a multiple of this
+MAX_SIDE = 4096  # what the nodes offer; larger videos do not fit any GPU
+SMALL_IMAGE_FACTOR = 4  # warn when the video is this many times wider or taller than the image
 
 
 @dataclass
@@ -36,31 +39,36 @@ class StartImage:
         return self.tensor.permute(0, 3, 1, 2) * 2.0 - 1.0
 
 
-def bucket_sizes(base_size: int) -> list[tuple[int, int]]:
-    """All (width, height) on the bucket grid with about base_size^2 pixels."""
-    patches = round((base_size / BUCKET_GRID) ** 2)
+def bucket_sizes(base_size: int, grid: int) -> list[tuple[int, int]]:
+    """All (width, height) on ``grid`` with about base_size^2 pixels."""
+    patches = round((base_size / grid) ** 2)
     sizes = []
     for h in range(1, patches + 1):
         w = patches // h
         if w and max(w, h) / min(w, h) <= MAX_ASPECT:
-            sizes.append((w * BUCKET_GRID, h * BUCKET_GRID))
+            sizes.append((w * grid, h * grid))
     return sizes
 
 
-def choose_bucket(width: int, height: int, bucket: str) -> tuple[int, int]:
-    if bucket not in BUCKET_BASE_SIZES:
-        raise UserInputError(f"Unknown resolution bucket '{bucket}'. Use one of {', '.join(BUCKET_BASE_SIZES)}.")
+def choose_bucket(width: int, height: int, base_size: int, grid: int) -> tuple[int, int]:
     ratio = width / height
-    return min(bucket_sizes(BUCKET_BASE_SIZES[bucket]), key=lambda s: abs(np.log(s[0] / s[1]) - np.log(ratio)))
+    return min(bucket_sizes(base_size, grid), key=lambda s: abs(np.log(s[0] / s[1]) - np.log(ratio)))
 
 
-def check_size(width: int, height: int) -> None:
+def check_size(width: int, height: int, grid: int) -> None:
     for name, value in (("width", width), ("height", height)):
-        if value <= 0 or value % MODEL_GRID:
-            lower = max(MODEL_GRID, value // MODEL_GRID * MODEL_GRID)
+        if value <= 0:
             raise UserInputError(
-                f"{name} {value} is not a multiple of {MODEL_GRID} (the model's grid). Use {lower} or "
-                f"{lower + MODEL_GRID}, or pick a resolution bucket to size the video from the image."
+                f"{name} {value} must be positive: a multiple of {grid} up to {MAX_SIDE}, or 0 with the other also "
+                "0 to size the video from the image."
+            )
+        if value > MAX_SIDE:
+            raise UserInputError(f"{name} {value} is larger than {MAX_SIDE}, more than any GPU can generate.")
+        if value % grid:
+            lower = max(grid, value // grid * grid)
+            raise UserInputError(
+                f"{name} {value} is not a multiple of {grid} (the model's grid). Use {lower} or "
+                f"{lower + grid}, or pick a resolution bucket to size the video from the image."
             )
 
 
@@ -89,22 +97,32 @@ def to_rgb_array(image: torch.Tensor) -> np.ndarray:
     return (array * 255.0).round().astype(np.uint8)
 
 
-def prepare_start_image(
-    image: torch.Tensor, bucket: str = "720p", width: int = 0, height: int = 0
-) -> StartImage:
-    """Resize to cover the target size and crop the centre.
-
-    width and height of 0 choose the size from the bucket and the image's
-    aspect ratio; otherwise both must be on the model's 16 px grid.
-    """
-    array = to_rgb_array(image)
-    src_h, src_w = array.shape[:2]
+def target_size(image: torch.Tensor, width: int, height: int, grid: int, from_image) -> tuple[int, int]:
+    """The video size: explicit (both on ``grid``), or ``from_image(src_w, src_h)`` when both are 0."""
+    array_shape = to_rgb_array(image).shape
+    src_h, src_w = array_shape[:2]
     if width or height:
         if not (width and height):
             raise UserInputError("Give both width and height, or set both to 0 to use the resolution bucket.")
-        check_size(width, height)
-    else:
-        width, height = choose_bucket(src_w, src_h, bucket)
+        check_size(width, height, grid)
+        return width, height
+    return from_image(src_w, src_h)
+
+
+def small_image_warning(image: torch.Tensor, width: int, height: int) -> str | None:
+    src_h, src_w = to_rgb_array(image).shape[:2]
+    if width >= SMALL_IMAGE_FACTOR * src_w or height >= SMALL_IMAGE_FACTOR * src_h:
+        return (
+            f"Note: the start image is {src_w}x{src_h} and the video {width}x{height}; upscaled that much it will "
+            "look blurred. Use a larger start image or a smaller resolution."
+        )
+    return None
+
+
+def prepare_start_image(image: torch.Tensor, width: int, height: int) -> StartImage:
+    """Resize to cover ``width`` x ``height`` and crop the centre (the 13 B reference's way)."""
+    array = to_rgb_array(image)
+    src_h, src_w = array.shape[:2]
     pil = Image.fromarray(array)
     if (src_w, src_h) != (width, height):
         scale = max(width / src_w, height / src_h)

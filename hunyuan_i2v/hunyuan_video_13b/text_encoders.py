@@ -1,4 +1,4 @@
-"""Loading the text encoders: llava-llama-3 (MLLM with its vision tower) and CLIP-L."""
+"""The 13 B model's text encoders: llava-llama-3 (MLLM with its vision tower) and CLIP-L, from a diffusers folder."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
+from ..shared.tokenizers import check_vocabulary, load_tokenizer
 
 
 @dataclass
@@ -20,6 +21,12 @@ class TextEncoders:
     image_processor: object  # CLIPImageProcessorPil for the vision tower
     source: str
     run_on_cpu: bool = False  # keep the 8 B MLLM off the GPU (slower encode, no VRAM)
+    family: str = "hunyuan_video_13b"
+
+    @property
+    def large_module(self) -> torch.nn.Module:
+        """The module worth storing in fp8 (the 8 B MLLM)."""
+        return self.mllm
 
     @property
     def device(self) -> torch.device:
@@ -31,36 +38,6 @@ class TextEncoders:
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.mllm, self.clip]
-
-
-VOCABULARY_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
-
-
-def _load_tokenizer(folder: Path, what: str):
-    from transformers import AutoTokenizer
-
-    # Without its vocabulary file transformers quietly builds a tokenizer that
-    # knows only the special tokens; refuse that instead of encoding garbage.
-    found = [name for name in VOCABULARY_FILES if (folder / name).exists()]
-    if not folder.is_dir() or not found:
-        raise ModelFileError(
-            f"The {what} tokenizer is missing: '{folder}' holds none of {', '.join(VOCABULARY_FILES)}. "
-            "Copy the tokenizer folder of the HunyuanVideo-I2V diffusers conversion there (in a git checkout of "
-            "ComfyUI, run 'git lfs pull' to fetch its tokenizer.json)."
-        )
-    try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds here
-        raise ModelFileError(f"The {what} tokenizer in '{folder}' could not be read: {exc}") from exc
-
-
-def check_vocabulary(tokenizer, rows: int, what: str, model_source: str) -> None:
-    """A tokenizer whose ids run past the model's embedding table belongs to another model."""
-    if len(tokenizer) > rows:
-        raise ModelFileError(
-            f"The {what} tokenizer has {len(tokenizer)} tokens but {model_source} embeds only {rows}: the text "
-            "encoder and tokenizer do not belong together. Use the tokenizer that comes with the text encoder."
-        )
 
 
 def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat16) -> TextEncoders:
@@ -80,8 +57,8 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
             f"'{folder / 'text_encoder'}' is a {config.get('model_type')} model; HunyuanVideo-I2V needs the "
             "llava-llama-3 MLLM (model_type 'llava'). This looks like the text-to-video folder."
         )
-    tokenizer = _load_tokenizer(folder / "tokenizer", "Llama-3")
-    clip_tokenizer = _load_tokenizer(folder / "tokenizer_2", "CLIP")
+    tokenizer = load_tokenizer(folder / "tokenizer", "Llama-3")
+    clip_tokenizer = load_tokenizer(folder / "tokenizer_2", "CLIP")
     mllm = LlavaForConditionalGeneration.from_pretrained(folder / "text_encoder", dtype=dtype)
     clip = CLIPTextModel.from_pretrained(folder / "text_encoder_2", dtype=dtype)
     check_vocabulary(tokenizer, mllm.get_input_embeddings().num_embeddings, "Llama-3", f"'{folder.name}/text_encoder'")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from . import files
-from .errors import ModelFileError
+from ..shared import files
+from ..errors import ModelFileError
+from ..shared.vae import LoadedVAE
 
 # Not readable from tensor shapes: the real VAE's values, overridable with a
 # JSON "config" entry in the file's safetensors metadata.
@@ -21,61 +21,19 @@ REAL_VAE_DEFAULTS = {
 }
 
 
-@dataclass
-class LoadedVAE:
-    model: torch.nn.Module
-    source: str
+FAMILY = "hunyuan_video_13b"
 
-    @property
-    def scaling_factor(self) -> float:
-        return float(self.model.config.scaling_factor)
 
-    @property
-    def spatial_ratio(self) -> int:
-        return int(self.model.spatial_compression_ratio)
+class HunyuanVideoVAE(LoadedVAE):
+    """The 13 B model's VAE: diffusers' AutoencoderKLHunyuanVideo names its tile settings this way."""
 
-    @property
-    def temporal_ratio(self) -> int:
-        return int(self.model.temporal_compression_ratio)
-
-    @property
-    def latent_channels(self) -> int:
-        return int(self.model.config.latent_channels)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
-    def set_tiling(self, enabled: bool, tile_size: int | None = None) -> None:
-        """Spatial tiles keep decode memory flat at any resolution; frames are
-        always decoded in chunks (diffusers' framewise decoding)."""
-        if enabled:
-            kwargs = {}
-            if tile_size:
-                kwargs = {
-                    "tile_sample_min_height": tile_size,
-                    "tile_sample_min_width": tile_size,
-                    "tile_sample_stride_height": tile_size * 3 // 4,
-                    "tile_sample_stride_width": tile_size * 3 // 4,
-                }
-            self.model.enable_tiling(**kwargs)
-        else:
-            self.model.disable_tiling()
-
-    @torch.no_grad()
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] in -1..1 -> scaled latent [B, C, 1, h, w] (the distribution's mode)."""
-        device = next(self.model.parameters()).device
-        video = pixels.to(device=device, dtype=self.dtype).unsqueeze(2)
-        latents = [self.model.encode(frame.unsqueeze(0)).latent_dist.mode() for frame in video]
-        return torch.cat(latents).float() * self.scaling_factor
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latent [B, C, f, h, w] -> video [B, 3, F, H, W] in -1..1."""
-        device = next(self.model.parameters()).device
-        scaled = latents.to(device=device, dtype=self.dtype) / self.scaling_factor
-        return self.model.decode(scaled, return_dict=False)[0]
+    def tile_kwargs(self, tile_size: int) -> dict:
+        return {
+            "tile_sample_min_height": tile_size,
+            "tile_sample_min_width": tile_size,
+            "tile_sample_stride_height": tile_size * 3 // 4,
+            "tile_sample_stride_width": tile_size * 3 // 4,
+        }
 
 
 def infer_config(keys_shapes: dict[str, tuple], overrides: dict) -> dict:
@@ -116,7 +74,7 @@ def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedVAE:
     state = files.load_state_dict(path, dtype)
     config = infer_config({k: tuple(v.shape) for k, v in state.items()}, files.metadata_config(path))
     model = files.build_with_weights(AutoencoderKLHunyuanVideo, config, state, f"'{path.name}'", "HunyuanVideo VAE")
-    return LoadedVAE(model, f"'{path.name}'")
+    return HunyuanVideoVAE(model, f"'{path.name}'", FAMILY)
 
 
 def load_diffusers_folder(folder: str | Path, dtype: torch.dtype) -> LoadedVAE:
@@ -130,7 +88,7 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype) -> LoadedVAE:
     if cls and cls != "AutoencoderKLHunyuanVideo":
         raise ModelFileError(f"'{sub}' holds a {cls}, not the HunyuanVideo VAE (AutoencoderKLHunyuanVideo).")
     model = AutoencoderKLHunyuanVideo.from_pretrained(sub, dtype=dtype)
-    return LoadedVAE(model.eval().requires_grad_(False), f"diffusers folder '{folder.name}'")
+    return HunyuanVideoVAE(model.eval().requires_grad_(False), f"diffusers folder '{folder.name}'", FAMILY)
 
 
 def load_vae(path: str | Path, dtype: torch.dtype = torch.float32, tiling: bool = True) -> LoadedVAE:

@@ -25,14 +25,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .errors import UserInputError
-from .mp4 import read_mp4
-from .wavespeed import (
+from ..errors import UserInputError
+from ..shared.video import read_mp4
+from .client import (
     MODEL_ID, PRICE_PER_RUN_USD, SIZES, STEPS_RANGE, DURATION_RANGE, SEED_RANGE, ClientSettings,
     WaveSpeedClient, estimate_price, extract_inference_s, extract_nsfw, extract_output_url,
 )
-from .wavespeed_errors import WaveSpeedError, WaveSpeedInterrupted, WaveSpeedTaskFailed
-from .wavespeed_journal import COMPLETED, DOWNLOADING, REMOTE_RETENTION_S, JobJournal, job_key
+from .errors import WaveSpeedError, WaveSpeedInterrupted, WaveSpeedTaskFailed
+from .journal import COMPLETED, DOWNLOADING, REMOTE_RETENTION_S, JobJournal, job_key
 
 log = logging.getLogger(__name__)
 

@@ -1,25 +1,12 @@
-"""LoRAs for the transformer: kohya, original-name and diffusers-name files.
-
-Adapters are held by peft next to the base weights (diffusers' adapter API)
-and switched on only for the sampling run that asked for them, so the loaded
-model shared by every graph never changes. Each file is read once per model.
-"""
+"""The 13 B model's LoRA key names (kohya and original) in diffusers' names."""
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import re
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from . import files
-from .errors import ModelFileError, UserInputError
-
-log = logging.getLogger(__name__)
+from ..errors import ModelFileError
 
 # kohya writes module paths with "_" for "."; these are the original model's
 # module names inside a block, where "_" is part of the name.
@@ -30,19 +17,6 @@ _KOHYA_BLOCK_MODULES = {
     "txt_mlp_fc2": "txt_mlp.fc2", "linear1": "linear1", "linear2": "linear2", "modulation_linear": "modulation.linear",
 }
 _KOHYA_KEY = re.compile(r"^lora_unet_(double_blocks|single_blocks)_(\d+)_(\w+)\.(lora_down|lora_up|alpha)(?:\.weight)?$")
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    path: Path
-    strength: float
-
-    @property
-    def adapter_name(self) -> str:
-        """Stable per file version: a changed file on disk gets a new adapter."""
-        stat = self.path.stat()
-        digest = hashlib.sha1(f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-        return f"lora_{digest[:12]}"
 
 
 def _from_kohya(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -90,58 +64,12 @@ def _from_original(state: dict[str, torch.Tensor], hidden: int) -> dict[str, tor
     return {k.removeprefix("transformer."): v for k, v in converted.items()}
 
 
-def read_lora(path: str | Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A LoRA file in diffusers' module names for ``model``."""
-    path = Path(path)
-    state = files.load_state_dict(path)
-    if not any(("lora" in k) for k in state):
-        raise ModelFileError(f"'{path.name}' holds no LoRA weights (no lora_A/lora_B or lora_down/lora_up keys).")
+def to_diffusers(state: dict[str, torch.Tensor], model) -> tuple[dict[str, torch.Tensor], list[str]]:
+    skipped: list[str] = []
     if any(k.startswith("lora_unet_") for k in state):
         state, skipped = _from_kohya(state)
-        if skipped:
-            log.warning("LoRA %s: %d keys outside the transformer blocks were ignored, e.g. %s",
-                        path.name, len(skipped), skipped[:3])
     state = {k.replace(".lora_down.", ".lora_A.").replace(".lora_up.", ".lora_B."): v for k, v in state.items()}
     if any(k.startswith(("double_blocks.", "single_blocks.", "txt_in.", "img_in.", "final_layer.")) for k in state):
         config = model.config
         state = _from_original(state, config.num_attention_heads * config.attention_head_dim)
-    known = {name for name, _ in model.named_modules()}
-    targets = {k.split(".lora_", 1)[0] for k in state}
-    unknown = sorted(targets - known)
-    if unknown:
-        raise ModelFileError(
-            f"'{path.name}' does not fit this transformer: {len(unknown)} of its layers do not exist here "
-            f"(e.g. {unknown[:3]}). It is a LoRA for another model (or another HunyuanVideo size)."
-        )
-    return state
-
-
-def _loaded_adapters(model: torch.nn.Module) -> set[str]:
-    return set(getattr(model, "peft_config", {}) or {})
-
-
-@contextmanager
-def applied(model: torch.nn.Module, loras: tuple[LoraSpec, ...]):
-    """Run with ``loras`` active at their strengths; leave the model as it was after."""
-    active = [spec for spec in loras if spec.strength != 0]
-    if not active:
-        if _loaded_adapters(model):
-            model.disable_lora()  # adapters from other graphs stay loaded but off
-        yield
-        return
-    try:
-        import peft  # noqa: F401
-    except ImportError as exc:
-        raise UserInputError("LoRAs need the 'peft' package: pip install peft (in ComfyUI's Python).") from exc
-    names = []
-    for spec in active:
-        name = spec.adapter_name
-        if name not in _loaded_adapters(model):
-            model.load_lora_adapter(read_lora(spec.path, model), prefix=None, adapter_name=name)
-        names.append(name)
-    model.enable_lora()
-    model.set_adapters(names, [spec.strength for spec in active])
-    try:
-        yield
-    finally:
-        model.disable_lora()
+    return state, skipped

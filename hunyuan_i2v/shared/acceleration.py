@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -22,10 +22,23 @@ ATTENTION_BACKENDS = {
     "sdpa efficient": "_native_efficient",
     "sdpa cudnn": "_native_cudnn",
     "flash-attn 2": "flash",
+    "flash-attn 2 varlen": "flash_varlen",
     "flash-attn 3": "_flash_3",
+    "flash-attn 3 varlen": "_flash_varlen_3",
     "sageattention": "sage",
+    "sageattention varlen": "sage_varlen",
     "xformers": "xformers",
 }
+
+# HunyuanVideo-1.5 always passes an attention mask (padded text); these kernels refuse one,
+# so 1.5 runs their variable-length sibling instead (which reads the mask as key padding).
+MASK_FALLBACKS = {
+    "flash": "flash_varlen",
+    "_flash_3": "_flash_varlen_3",
+    "sage": "sage_varlen",
+    "_native_flash": "_native_efficient",
+}
+FAMILIES_WITH_MASK = ("hunyuan_video_15",)
 
 OFFLOAD_MODES = {
     "model": "whole model on the GPU while it runs, back to CPU RAM after (default)",
@@ -50,7 +63,8 @@ def enable_fp8_storage(model: torch.nn.Module, compute_dtype: torch.dtype) -> No
 
 
 def enable_fp8_storage_text_encoders(encoders, compute_dtype: torch.dtype) -> None:
-    """fp8 weight storage for the 8 B MLLM (16 GB in bf16 -> about 8 GB); CLIP-L is small and stays as is.
+    """fp8 weight storage for the large language model (llava-llama-3 8 B or Qwen2.5-VL 7 B: about half the
+    memory of bf16); the small encoders stay as they are.
 
     Norms and the embedding table stay in the compute dtype: both are read
     directly (not through a layer's forward) or are precision-sensitive.
@@ -60,17 +74,25 @@ def enable_fp8_storage_text_encoders(encoders, compute_dtype: torch.dtype) -> No
     if not hasattr(torch, "float8_e4m3fn"):
         raise UserInputError("This PyTorch has no float8 support; turn fp8 storage off or update PyTorch.")
     apply_layerwise_casting(
-        encoders.mllm, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype,
+        encoders.large_module, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype,
         skip_modules_pattern=("norm", "embed", "position_embedding", "patch_embedding", "lm_head"),
     )
 
 
-def set_attention_backend(model: torch.nn.Module, label: str) -> None:
+def set_attention_backend(model: torch.nn.Module, label: str, family: str = "") -> list[str]:
+    """Select the attention kernel; returns notes for the user (a fallback that was taken)."""
     if label not in ATTENTION_BACKENDS:
         raise UserInputError(f"Unknown attention backend '{label}'. Use one of {', '.join(ATTENTION_BACKENDS)}.")
     backend = ATTENTION_BACKENDS[label]
+    notes = []
+    if family in FAMILIES_WITH_MASK and backend in MASK_FALLBACKS:
+        backend = MASK_FALLBACKS[backend]
+        label = next(k for k, v in ATTENTION_BACKENDS.items() if v == backend)
+        notes.append(
+            f"Attention: HunyuanVideo-1.5 needs a kernel that takes an attention mask; using '{label}' instead."
+        )
     if backend == "native":
-        return  # diffusers' default; setting it is a no-op that only logs a warning
+        return notes  # diffusers' default; setting it is a no-op that only logs a warning
     from diffusers.models.attention_dispatch import _check_attention_backend_requirements, AttentionBackendName
 
     try:
@@ -80,6 +102,7 @@ def set_attention_backend(model: torch.nn.Module, label: str) -> None:
             f"Attention backend '{label}' is not usable here: {exc}. Install its package or pick 'native (PyTorch SDPA)'."
         ) from exc
     model.set_attention_backend(backend)
+    return notes
 
 
 def enable_block_offload(model: torch.nn.Module, device: torch.device, offload_device: torch.device) -> None:
@@ -97,8 +120,42 @@ def has_group_offload(model: torch.nn.Module) -> bool:
     return bool(_is_group_offload_enabled(model))
 
 
+CACHE_THRESHOLD_RANGE = (0.01, 1.0)  # the first block cache's useful range; 0 would never skip
+
+
+def check_cache(mode: str, threshold: float) -> None:
+    if mode not in CACHE_MODES:
+        raise UserInputError(f"Unknown cache '{mode}'. Use one of {', '.join(CACHE_MODES)}.")
+    low, high = CACHE_THRESHOLD_RANGE
+    if mode == "first block cache" and not low <= threshold <= high:
+        raise UserInputError(
+            f"cache_threshold must be between {low} and {high} for the first block cache, got {threshold} "
+            "(0.05 to 0.15 is typical)."
+        )
+
+
+def register_hunyuan15_blocks() -> None:
+    """Tell diffusers' block registry how HunyuanVideo-1.5's block returns its outputs.
+
+    First Block Cache (and MagCache) look blocks up in ``TransformerBlockRegistry``;
+    diffusers 0.42 does not list the 1.5 block, so the cache refuses the model.
+    The block returns (hidden_states, encoder_hidden_states). Registering from
+    here keeps the model class untouched, and a diffusers that registers the
+    block itself is left as it is.
+    """
+    from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
+    from diffusers.models.transformers.transformer_hunyuan_video15 import HunyuanVideo15TransformerBlock
+
+    TransformerBlockRegistry._register()  # the library's own entries first, so ours cannot shadow them
+    if HunyuanVideo15TransformerBlock not in TransformerBlockRegistry._registry:
+        TransformerBlockRegistry.register(
+            HunyuanVideo15TransformerBlock,
+            TransformerBlockMetadata(return_hidden_states_index=0, return_encoder_hidden_states_index=1),
+        )
+
+
 @contextmanager
-def step_cache(model: torch.nn.Module, mode: str, threshold: float):
+def step_cache(model: torch.nn.Module, mode: str, threshold: float, family: str = ""):
     """Enable a diffusers step cache for one sampling run, then remove it.
 
     The model object is shared by every graph that uses the loader, so the
@@ -109,9 +166,10 @@ def step_cache(model: torch.nn.Module, mode: str, threshold: float):
         return
     from diffusers import FirstBlockCacheConfig, TaylorSeerCacheConfig
 
+    check_cache(mode, threshold)
+    if family == "hunyuan_video_15":
+        register_hunyuan15_blocks()
     if mode == "first block cache":
-        if threshold <= 0:
-            raise UserInputError("cache_threshold must be above 0 for the first block cache (0.05 to 0.15 is typical).")
         config = FirstBlockCacheConfig(threshold=threshold)
     elif mode == "taylorseer":
         # Its own schedule (full compute every 5th step after 3 warm-up steps); threshold is not used.

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 
 def write_mp4(frames: torch.Tensor, path: str | os.PathLike, fps: float = 24.0, crf: int = 18) -> Path:

@@ -33,14 +33,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from .errors import UserInputError
-from .mp4 import read_mp4
-from .wavespeed_errors import (
+from ..errors import UserInputError
+from ..shared.video import read_mp4
+from .errors import (
     FAILURE_CODES, WaveSpeedAccountError, WaveSpeedAuthError, WaveSpeedDownloadError, WaveSpeedError,
     WaveSpeedInterrupted, WaveSpeedRequestError, WaveSpeedSubmitUncertain, WaveSpeedTaskFailed, WaveSpeedTimeout,
     WaveSpeedUnavailable,
 )
-from .wavespeed_keys import HIDDEN_KEY, hide_in_logs, key_help
+from .keys import HIDDEN_KEY, hide_in_logs, key_help
 
 log = logging.getLogger(__name__)
 

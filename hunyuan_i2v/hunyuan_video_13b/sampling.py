@@ -8,68 +8,22 @@ guidance is embedded. Matches diffusers' HunyuanVideoImageToVideoPipeline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 
+from ..errors import UserInputError
+from ..shared.sampling import SamplingSettings, StepInfo, check_frames, initial_noise, make_scheduler
 from .conditioning import I2VConditioning
-from .errors import UserInputError
-from .transformer import LATENT_CONCAT, TOKEN_REPLACE, LoadedTransformer
+from .transformer import LATENT_CONCAT, TOKEN_REPLACE, HunyuanVideoTransformer
 
 # Image tokens kept from the MLLM per release: every 2nd (v1) or 4th (v2).
 IMAGE_EMBED_INTERLEAVE = {LATENT_CONCAT: 2, TOKEN_REPLACE: 4}
 STABILITY_NOISE_WEIGHT = 0.999  # start latents lean 0.1 % towards the image
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
-
-
-@dataclass
-class SamplingSettings:
-    seed: int = 0
-    steps: int = 50
-    num_frames: int = 129
-    flow_shift: float = 7.0
-    embedded_guidance: float = 6.0
-    cfg_scale: float = 1.0
-    i2v_stability: bool = True
-
-
-@dataclass
-class StepInfo:
-    index: int  # 0-based step just finished
-    total: int
-    latents: torch.Tensor  # current noisy latents [1, C, f, h, w]
-    denoised: torch.Tensor  # the model's estimate of the clean latents
-
-
-def check_frames(num_frames: int, temporal_ratio: int = 4) -> None:
-    if num_frames < 1 or (num_frames - 1) % temporal_ratio:
-        lower = max(1, (num_frames - 1) // temporal_ratio * temporal_ratio + 1)
-        raise UserInputError(
-            f"frames must be {temporal_ratio}n+1 (1, 5, ..., 125, 129), got {num_frames}. "
-            f"Use {lower} or {lower + temporal_ratio}."
-        )
-
-
-def initial_noise(shape, seed: int) -> torch.Tensor:
-    """Seeded noise made on the CPU, so a seed gives the same video on any GPU."""
-    from diffusers.utils.torch_utils import randn_tensor
-
-    if not 0 <= seed <= MAX_SEED:
-        raise UserInputError(f"seed must be between 0 and {MAX_SEED}, got {seed}.")
-    generator = torch.Generator("cpu").manual_seed(seed)
-    return randn_tensor(shape, generator=generator, dtype=torch.float32)
-
-
-def make_scheduler(flow_shift: float):
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    return FlowMatchEulerDiscreteScheduler(shift=flow_shift)
 
 
 def sample(
-    transformer: LoadedTransformer,
+    transformer: HunyuanVideoTransformer,
     cond: I2VConditioning,
     settings: SamplingSettings,
     device: torch.device | str = "cpu",
@@ -126,9 +80,7 @@ def sample(
         raise UserInputError("cfg_scale above 1 needs a negative prompt; type one in the encode node.")
     negative = prompt_inputs(cond.negative) if use_cfg else None
 
-    scheduler = make_scheduler(settings.flow_shift)
-    sigmas = np.linspace(1.0, 0.0, settings.steps + 1)[:-1]
-    scheduler.set_timesteps(sigmas=sigmas, device=device)
+    scheduler = make_scheduler(settings.flow_shift, settings.steps, device)
     guidance = None
     if transformer.uses_embedded_guidance:
         guidance = torch.tensor([settings.embedded_guidance], dtype=compute_dtype, device=device) * 1000.0

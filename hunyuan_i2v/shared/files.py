@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 
 # Prefixes that wrappers (ComfyUI saves, trainers) put before every key.
 KNOWN_PREFIXES = (
@@ -28,6 +28,9 @@ KNOWN_PREFIXES = (
 
 # Marker keys and their role, checked in order: the first match wins.
 _ROLE_MARKERS = (
+    # 1.5 shares the 13 B model's block names; its ByT5 and SigLIP inputs tell it apart, so it comes first.
+    ("hunyuan15_transformer", ("byt5_in.", "vision_in.", "cond_type_embedding.")),
+    ("hunyuan15_transformer_diffusers", ("context_embedder_2.", "image_embedder.", "cond_type_embed.")),
     ("hunyuan_transformer", ("txt_in.individual_token_refiner.", "double_blocks.0.img_attn_qkv.weight")),
     ("hunyuan_transformer_diffusers", ("context_embedder.token_refiner.", "transformer_blocks.0.attn.to_q.weight")),
     ("hunyuan_vae", ("encoder.down_blocks.0.resnets.0.conv1.conv.weight", "decoder.conv_in.conv.weight")),
@@ -35,21 +38,30 @@ _ROLE_MARKERS = (
     ("wan_transformer", ("blocks.0.self_attn.q.weight",)),
     ("sd_unet", ("input_blocks.0.0.weight",)),
     ("image_vae", ("encoder.down.0.block.0.conv1.weight",)),
+    # Qwen2 puts biases on q/k/v, Llama does not: the one tensor that tells them apart.
+    ("qwen_text_encoder", ("model.layers.0.self_attn.q_proj.bias", "layers.0.self_attn.q_proj.bias")),
     ("llama_text_encoder", ("model.layers.0.self_attn.q_proj.weight",)),
+    ("byt5_text_encoder", ("encoder.block.0.layer.0.SelfAttention.q.weight",)),
     ("clip_vision", ("vision_model.encoder.layers.0.self_attn.q_proj.weight",)),
     ("clip_text", ("text_model.encoder.layers.0.self_attn.q_proj.weight",)),
 )
 
 ROLE_DESCRIPTIONS = {
-    "hunyuan_transformer": "a HunyuanVideo transformer (diffusion_models)",
+    "hunyuan15_transformer": "a HunyuanVideo-1.5 transformer (diffusion_models)",
+    "hunyuan15_transformer_diffusers": "a HunyuanVideo-1.5 transformer in diffusers names (diffusion_models)",
+    "hunyuan15_vae": "the HunyuanVideo-1.5 VAE (vae)",
+    "qwen_text_encoder": "a Qwen2.5-VL text encoder (text_encoders), HunyuanVideo-1.5's",
+    "byt5_text_encoder": "a ByT5 text encoder (text_encoders), HunyuanVideo-1.5's glyph encoder",
+    "siglip_vision": "a SigLIP vision model (clip_vision), HunyuanVideo-1.5's image encoder",
+    "hunyuan_transformer": "a HunyuanVideo-I2V (13 B) transformer (diffusion_models)",
     "hunyuan_transformer_diffusers": "a HunyuanVideo transformer in diffusers names (diffusion_models)",
-    "hunyuan_vae": "the HunyuanVideo VAE (vae)",
+    "hunyuan_vae": "the HunyuanVideo-I2V (13 B) VAE (vae)",
     "flux_transformer": "a Flux-family diffusion model, not HunyuanVideo",
     "wan_transformer": "a Wan-family video model, not HunyuanVideo",
     "sd_unet": "a Stable Diffusion UNet, not HunyuanVideo",
     "image_vae": "an image VAE (SD/Flux family), not the HunyuanVideo video VAE",
-    "llama_text_encoder": "a Llama text encoder (text_encoders)",
-    "clip_vision": "a CLIP vision tower (clip_vision)",
+    "llama_text_encoder": "a Llama text encoder (text_encoders), the 13 B model's llava_llama3",
+    "clip_vision": "a CLIP vision tower (clip_vision), the 13 B model's llava_llama3_vision",
     "clip_text": "a CLIP text encoder (text_encoders)",
 }
 
@@ -132,6 +144,8 @@ def detect_role(keys) -> str | None:
     stripped = {k[len(prefix):] for k in keys}
     for role, markers in _ROLE_MARKERS:
         if any(m in stripped or any(k.startswith(m) for k in stripped) for m in markers):
+            if role == "clip_vision" and not any(k.endswith("embeddings.class_embedding") for k in stripped):
+                return "siglip_vision"  # SigLIP has CLIP's layer names but no class token
             return role
     return None
 

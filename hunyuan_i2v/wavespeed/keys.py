@@ -16,7 +16,7 @@ from pathlib import Path
 # requests and urllib3 (one per module) exist and each gets it.
 import requests  # noqa: F401
 
-from .wavespeed_errors import WaveSpeedAuthError
+from .errors import WaveSpeedAuthError
 
 API_KEY_ENV = "WAVESPEED_API_KEY"
 API_KEY_FILE_ENV = "WAVESPEED_API_KEY_FILE"

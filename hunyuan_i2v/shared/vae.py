@@ -1,0 +1,69 @@
+"""A loaded video VAE, whichever family it belongs to.
+
+The latent convention is owned here: ``encode_image`` returns latents in the
+transformer's space (multiplied by the VAE's scaling factor), and
+``decode`` takes *unscaled* latents, the form a ComfyUI LATENT holds.
+``to_unscaled`` converts a sampler's output to that form, so no node ever
+multiplies or divides by a scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class LoadedVAE:
+    model: torch.nn.Module
+    source: str
+    family: str  # hunyuan_i2v.families name
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.model.config.scaling_factor)
+
+    @property
+    def spatial_ratio(self) -> int:
+        return int(self.model.spatial_compression_ratio)
+
+    @property
+    def temporal_ratio(self) -> int:
+        return int(self.model.temporal_compression_ratio)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.model.config.latent_channels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def tile_kwargs(self, tile_size: int) -> dict:
+        """``enable_tiling`` arguments for a tile edge in pixels (each diffusers VAE names them differently)."""
+        return {}
+
+    def set_tiling(self, enabled: bool, tile_size: int | None = None) -> None:
+        """Spatial tiles keep decode memory flat at any resolution."""
+        if enabled:
+            self.model.enable_tiling(**(self.tile_kwargs(tile_size) if tile_size else {}))
+        else:
+            self.model.disable_tiling()
+
+    @torch.no_grad()
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] in -1..1 -> scaled latent [B, C, 1, h, w] (the distribution's mode), float32."""
+        device = next(self.model.parameters()).device
+        video = pixels.to(device=device, dtype=self.dtype).unsqueeze(2)
+        latents = [self.model.encode(frame.unsqueeze(0)).latent_dist.mode() for frame in video]
+        return torch.cat(latents).float() * self.scaling_factor
+
+    def to_unscaled(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents / self.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Unscaled latent [B, C, f, h, w] -> video [B, 3, F, H, W] in -1..1."""
+        device = next(self.model.parameters()).device
+        return self.model.decode(latents.to(device=device, dtype=self.dtype), return_dict=False)[0]
