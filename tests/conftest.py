@@ -132,6 +132,12 @@ def sample_inputs(model, conditioning, **overrides):
                 embedded_guidance=0.0, cfg_scale=0.0, i2v_stability=True, cache="off", cache_threshold=0.1) | overrides
 
 
+def encode_inputs(text_encoders, vae, image, **overrides):
+    """Encode node inputs: empty prompts, 720p from the image's aspect, unless overridden."""
+    return dict(text_encoders=text_encoders, vae=vae, image=image, prompt="", negative_prompt="", resolution="720p",
+                width=0, height=0) | overrides
+
+
 @pytest.fixture()
 def comfy_models(models_root, monkeypatch):
     """Point the pack's model folders (outside ComfyUI) at the tiny models."""
@@ -149,3 +155,67 @@ def test_image(height=48, width=64, seed=0, channels=3):
 
 
 test_image.__test__ = False  # a helper, not a test
+
+
+# ---------------------------------------------------------------- tiny HunyuanVideo-1.5 on disk
+TRANSFORMER15_METADATA = {"rope_axes_dim": [4, 8, 8]}  # what the tiny 1.5 model's shapes cannot tell
+
+
+@pytest.fixture(scope="session")
+def models15_root(tmp_path_factory):
+    """A ComfyUI-style models folder with a tiny HunyuanVideo-1.5 in every layout users have.
+
+    diffusers/tiny15 (and tiny15_meanflow): the diffusers layout.
+    diffusion_models/tiny15_comfy.safetensors: original names, fused q|k|v (ComfyUI's repackaged files);
+    diffusion_models/tiny15_tencent.safetensors: original names, split q, k, v (Tencent's release).
+    vae/tiny15_vae.safetensors: original VAE names.
+    text_encoders/tiny_qwen25.safetensors (model.* + visual.* + lm_head), text_encoders/tiny_byt5.safetensors
+    (shared.* + encoder.*), clip_vision/tiny_siglip.safetensors (vision_model.*).
+    """
+    from diffusers import AutoencoderKLHunyuanVideo15, HunyuanVideo15Transformer3DModel
+    from transformers import Qwen2_5_VLTextModel, SiglipVisionModel, T5EncoderModel
+
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import demo
+    from original_layout_15 import transformer_to_original, vae_to_original
+
+    root = tmp_path_factory.mktemp("models15")
+    for sub in ("diffusers", "diffusion_models", "vae", "text_encoders", "clip_vision", "loras"):
+        (root / sub).mkdir()
+    folder = demo.write_diffusers_folder(root / "diffusers" / "tiny15", seed=1)
+    demo.write_diffusers_folder(root / "diffusers" / "tiny15_meanflow", seed=2, use_meanflow=True)
+    transformer = HunyuanVideo15Transformer3DModel.from_pretrained(folder / "transformer")
+    for name, fused in (("tiny15_comfy", True), ("tiny15_tencent", False)):
+        save_file_with_config(
+            transformer_to_original(transformer.state_dict(), fused), root / "diffusion_models" / f"{name}.safetensors",
+            TRANSFORMER15_METADATA,
+        )
+    vae = AutoencoderKLHunyuanVideo15.from_pretrained(folder / "vae")
+    save_file_with_config(vae_to_original(vae.state_dict()), root / "vae" / "tiny15_vae.safetensors", {})
+    qwen = Qwen2_5_VLTextModel.from_pretrained(folder / "text_encoder")
+    text = {"model." + k: v for k, v in qwen.state_dict().items()}
+    # ComfyUI's file also holds Qwen's own vision tower and output head, which the pack must skip.
+    text["visual.patch_embed.proj.weight"] = torch.zeros(4, 3, 2, 14, 14)
+    text["lm_head.weight"] = qwen.state_dict()["embed_tokens.weight"].clone()
+    qwen_config = qwen.config
+    save_file_with_config(text, root / "text_encoders" / "tiny_qwen25.safetensors", {
+        "head_dim": qwen_config.hidden_size // qwen_config.num_attention_heads,
+        "mrope_section": list(qwen_config.rope_parameters["mrope_section"]),
+        "rope_theta": qwen_config.rope_parameters["rope_theta"], "max_position_embeddings": 2048,
+    })
+    t5 = T5EncoderModel.from_pretrained(folder / "text_encoder_2")
+    glyph = {k: v for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    save_file_with_config(glyph, root / "text_encoders" / "tiny_byt5.safetensors", {
+        "d_kv": t5.config.d_kv, "relative_attention_max_distance": t5.config.relative_attention_max_distance,
+    })
+    siglip = SiglipVisionModel.from_pretrained(folder / "image_encoder")
+    vision = {"vision_model." + k: v for k, v in siglip.state_dict().items()}
+    save_file_with_config(vision, root / "clip_vision" / "tiny_siglip.safetensors", {
+        "num_attention_heads": siglip.config.num_attention_heads,
+    })
+    return root
+
+
+@pytest.fixture()
+def comfy_models15(models15_root, monkeypatch):
+    monkeypatch.setenv("HUNYUAN_I2V_MODELS", str(models15_root))
+    return models15_root

@@ -31,6 +31,8 @@ _ROLE_MARKERS = (
     # 1.5 shares the 13 B model's block names; its ByT5 and SigLIP inputs tell it apart, so it comes first.
     ("hunyuan15_transformer", ("byt5_in.", "vision_in.", "cond_type_embedding.")),
     ("hunyuan15_transformer_diffusers", ("context_embedder_2.", "image_embedder.", "cond_type_embed.")),
+    # The 1.5 VAE: original names, or diffusers' (whose RMS norms hold a "gamma" where the 13 B VAE's hold "weight").
+    ("hunyuan15_vae", ("encoder.down.0.block.0.conv1.conv.weight", "encoder.down_blocks.0.resnets.0.norm1.gamma")),
     ("hunyuan_transformer", ("txt_in.individual_token_refiner.", "double_blocks.0.img_attn_qkv.weight")),
     ("hunyuan_transformer_diffusers", ("context_embedder.token_refiner.", "transformer_blocks.0.attn.to_q.weight")),
     ("hunyuan_vae", ("encoder.down_blocks.0.resnets.0.conv1.conv.weight", "decoder.conv_in.conv.weight")),
@@ -131,7 +133,7 @@ def tensor_keys(path: str | os.PathLike) -> list[str]:
 def strip_prefix(keys: list[str]) -> str:
     """The wrapper prefix every key shares, or ''. ComfyUI's bare ``scaled_fp8``
     marker key does not count."""
-    keys = [k for k in keys if not k.endswith("scaled_fp8")]
+    keys = [k for k in keys if not k.endswith("scaled_fp8") and k != "_quantization_metadata"]
     for prefix in KNOWN_PREFIXES:
         if keys and all(k.startswith(prefix) for k in keys):
             return prefix
@@ -165,10 +167,13 @@ def load_state_dict(path: str | os.PathLike, dtype: torch.dtype | None = None) -
     target = dtype or torch.bfloat16
     state: dict[str, torch.Tensor] = {}
     with safe_open(str(path), framework="pt", device="cpu") as handle:
+        # ComfyUI's two fp8 encodings: "<layer>.scale_weight" (with a "scaled_fp8" marker), and the newer
+        # "<layer>.weight_scale" (with "<layer>.comfy_quant" / "<layer>.input_scale" hints).
         scales = {k[: -len("scale_weight")]: handle.get_tensor(k) for k in keys if k.endswith(".scale_weight")}
+        scales.update({k[: -len("weight_scale")]: handle.get_tensor(k) for k in keys if k.endswith(".weight_scale")})
         for key in keys:
-            if key.endswith("scaled_fp8") or key.endswith((".scale_weight", ".scale_input")):
-                continue  # ComfyUI's fp8 matmul hints: not used here
+            if key.endswith("scaled_fp8") or key.endswith(_QUANT_HINTS):
+                continue  # fp8 scales (applied below) and matmul hints (not used here)
             tensor = handle.get_tensor(key)
             if tensor.dtype in _FP8_DTYPES:
                 tensor = tensor.to(target)
@@ -181,6 +186,7 @@ def load_state_dict(path: str | os.PathLike, dtype: torch.dtype | None = None) -
     return state
 
 
+_QUANT_HINTS = (".scale_weight", ".scale_input", ".weight_scale", ".input_scale", ".comfy_quant")
 _FP8_DTYPES = tuple(
     getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
     if hasattr(torch, name)

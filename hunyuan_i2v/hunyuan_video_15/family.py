@@ -1,0 +1,94 @@
+"""The stages' interface to HunyuanVideo-1.5 (hunyuan_video_13b/family.py has the same functions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..errors import UserInputError
+from ..shared import images
+from ..shared.sampling import SamplingSettings
+from . import conditioning, defaults, lora_keys, sampling, text_encoders, transformer as transformer_module, vae
+
+NAME, DISPLAY_NAME, FILES = defaults.NAME, defaults.DISPLAY_NAME, defaults.FILES
+TEXT_ENCODER_SLOTS = defaults.TEXT_ENCODER_SLOTS
+RESOLUTIONS = list(defaults.RESOLUTIONS)
+DEFAULT_FRAMES = defaults.DEFAULT_FRAMES
+DEFAULT_NEGATIVE_PROMPT = defaults.DEFAULT_NEGATIVE_PROMPT
+lora_to_diffusers = lora_keys.to_diffusers
+
+
+def load_transformer(path: Path, dtype: torch.dtype, distillation: str | None = None):
+    return transformer_module.load_transformer(path, dtype, distillation)
+
+
+def load_vae(path: Path, dtype: torch.dtype):
+    return vae.load_vae(path, dtype)
+
+
+def load_text_encoders(sources, dtype: torch.dtype):
+    """``sources``: loading.TextEncoderSources."""
+    if sources.folder is not None:
+        return text_encoders.load_diffusers_folder(sources.folder, dtype)
+    glyph_tokens = sources.comfy_package / "text_encoders" / "byt5_tokenizer" if sources.comfy_package else None
+    return text_encoders.load_single_files(
+        sources.primary, sources.vision, sources.second, sources.tokenizer("qwen25"), glyph_tokens, dtype,
+    )
+
+
+def video_size(image: torch.Tensor, resolution: str, width: int, height: int) -> tuple[int, int]:
+    if not (width or height) and resolution not in defaults.RESOLUTIONS:
+        raise UserInputError(
+            f"{DISPLAY_NAME} has 480p and 720p releases; '{resolution}' is not one of them. Pick the loaded "
+            "release's resolution, or give width and height."
+        )
+
+    def from_image(w: int, h: int) -> tuple[int, int]:
+        processor = conditioning.image_processor(defaults.MODEL_GRID)
+        height_, width_ = processor.calculate_default_height_width(h, w, defaults.RESOLUTIONS[resolution])
+        return width_, height_
+
+    return images.target_size(image, width, height, defaults.MODEL_GRID, from_image)
+
+
+def encode(encoders, vae_, image: torch.Tensor, prompt: str, negative_prompt: str, width: int, height: int):
+    pil = Image.fromarray(images.to_rgb_array(image))
+    return conditioning.encode(encoders, vae_, pil, prompt, negative_prompt, width, height)
+
+
+def resolve_settings(transformer, requested: SamplingSettings) -> tuple[SamplingSettings, list[str]]:
+    """Fill the node's 0 = "model default" values from the release's reference and say what is ignored."""
+    reference = defaults.reference_settings(transformer.resolution, transformer.variant)
+    notes = []
+    if requested.embedded_guidance:
+        notes.append("embedded_guidance is ignored: HunyuanVideo-1.5 has no guidance embedder; use cfg_scale.")
+    if not requested.i2v_stability:
+        notes.append("i2v_stability is ignored: it belongs to the 13 B model's sampling.")
+    if not requested.flow_shift and transformer.resolution is None and transformer.variant != defaults.STEP_DISTILLED:
+        notes.append("flow_shift: the release's resolution is unknown, so the 720p value 7 is used (480p: 5).")
+    cfg = requested.cfg_scale or reference["cfg_scale"]
+    if cfg > 1 and transformer.variant != defaults.PLAIN:
+        notes.append(f"cfg_scale {cfg:g} on a distilled release doubles the work for little gain; 1 is its default.")
+    settings = SamplingSettings(
+        seed=requested.seed, steps=requested.steps or reference["steps"], num_frames=requested.num_frames,
+        flow_shift=requested.flow_shift or reference["flow_shift"], embedded_guidance=0.0, cfg_scale=cfg,
+        i2v_stability=False,
+    )
+    return settings, notes
+
+
+def sample(transformer, cond, settings, device, on_step=None) -> torch.Tensor:
+    return sampling.sample(transformer, cond, settings, device, on_step)
+
+
+def frames_to_drop(transformer) -> int:
+    return 0
+
+
+def write_demo_folder(folder: Path) -> Path:
+    """A tiny random model in the diffusers layout, for ``generate --demo``."""
+    from . import demo
+
+    return demo.write_diffusers_folder(folder)

@@ -1,0 +1,238 @@
+"""HunyuanVideo-1.5's encoders: Qwen2.5-VL's language model, the ByT5 glyph encoder and SigLIP.
+
+From a diffusers folder (everything, tokenizers included) or from ComfyUI's
+single files:
+
+- ``text_encoders/qwen_2.5_vl_7b[_fp8_scaled].safetensors``: Qwen2.5-VL in Hugging Face names
+  (``model.layers.N...``, plus its own vision tower ``visual.*`` and ``lm_head``, neither used here);
+- ``text_encoders/byt5_small_glyphxl_fp16.safetensors``: ``shared.*`` + ``encoder.*`` (T5 names);
+- ``clip_vision/sigclip_vision_patch14_384.safetensors``: ``vision_model.*`` with the pooling head.
+
+Configs are read from the shapes; what shapes cannot tell defaults to the real
+models' values and can be set in a JSON ``config`` metadata entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import init_empty_weights
+
+from ..errors import ModelFileError
+from ..shared import files
+from ..shared.tokenizers import check_vocabulary, load_tokenizer
+
+QWEN_DEFAULTS = {
+    "head_dim": 128, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "mrope_section": [16, 24, 24],
+    "max_position_embeddings": 128000,
+}
+BYT5_DEFAULTS = {"d_kv": 64, "layer_norm_epsilon": 1e-6, "relative_attention_max_distance": 128}
+SIGLIP_DEFAULTS = {"head_dim": 72, "layer_norm_eps": 1e-6, "hidden_act": "gelu_pytorch_tanh"}
+
+
+@dataclass
+class TextEncoders:
+    text_encoder: torch.nn.Module  # transformers Qwen2_5_VLTextModel
+    tokenizer: object  # Qwen2 tokenizer with a chat template (or none: the Qwen format is written then)
+    glyph_encoder: torch.nn.Module  # transformers T5EncoderModel (ByT5)
+    glyph_tokenizer: object  # ByT5Tokenizer
+    image_encoder: torch.nn.Module  # transformers SiglipVisionModel
+    image_processor: object  # SigLIP preprocessing
+    source: str
+    run_on_cpu: bool = False  # keep the 7 B language model off the GPU (slower encode, no VRAM)
+    family: str = "hunyuan_video_15"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.text_encoder.parameters()).device
+
+    @property
+    def large_module(self) -> torch.nn.Module:
+        return self.text_encoder
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.text_encoder, self.glyph_encoder, self.image_encoder]
+
+
+def _image_processor_class():
+    # SiglipImageProcessor needs torchvision in transformers 5; its PIL twin does the same without it.
+    from transformers.utils import is_torchvision_available
+
+    if is_torchvision_available():
+        from transformers import SiglipImageProcessor as cls
+    else:
+        from transformers import SiglipImageProcessorPil as cls
+    return cls
+
+
+def siglip_processor(image_size: int):
+    """SigLIP's preprocessing: bicubic resize to a square, scale to -1..1."""
+    return _image_processor_class()(
+        size={"height": image_size, "width": image_size}, resample=3, do_resize=True, do_rescale=True,
+        do_normalize=True, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], do_convert_rgb=True,
+    )
+
+
+def glyph_tokenizer(folder: Path | None = None):
+    """ByT5 reads bytes, so it needs no vocabulary; a folder adds the Glyph-ByT5 font and color tokens."""
+    from transformers import AutoTokenizer, ByT5Tokenizer
+
+    if folder is not None and Path(folder).is_dir():
+        try:
+            return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - transformers raises many kinds here
+            raise ModelFileError(f"The ByT5 tokenizer in '{folder}' could not be read: {exc}") from exc
+    return ByT5Tokenizer()
+
+
+def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat16) -> TextEncoders:
+    import json
+
+    from transformers import Qwen2_5_VLTextModel, SiglipVisionModel, T5EncoderModel
+
+    folder = Path(folder)
+    needed = ["text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "image_encoder", "feature_extractor"]
+    missing = [name for name in needed if not (folder / name).is_dir()]
+    if missing:
+        raise ModelFileError(
+            f"diffusers folder '{folder}' lacks {', '.join(missing)}/. A HunyuanVideo-1.5 image-to-video folder holds "
+            f"{', '.join(needed)}."
+        )
+    tokenizer = load_tokenizer(folder / "tokenizer", "Qwen2.5-VL")
+    text_encoder = Qwen2_5_VLTextModel.from_pretrained(folder / "text_encoder", dtype=dtype)
+    glyph_encoder = T5EncoderModel.from_pretrained(folder / "text_encoder_2", dtype=dtype)
+    image_encoder = SiglipVisionModel.from_pretrained(folder / "image_encoder", dtype=dtype)
+    check_vocabulary(tokenizer, text_encoder.get_input_embeddings().num_embeddings, "Qwen2.5-VL",
+                     f"'{folder.name}/text_encoder'")
+    config = json.loads((folder / "feature_extractor" / "preprocessor_config.json").read_text())
+    processor = _image_processor_class()(**{k: v for k, v in config.items() if not k.startswith("_")
+                                            and k not in ("image_processor_type", "processor_class")})
+    return TextEncoders(
+        text_encoder.eval().requires_grad_(False), tokenizer, glyph_encoder.eval().requires_grad_(False),
+        glyph_tokenizer(folder / "tokenizer_2"), image_encoder.eval().requires_grad_(False), processor,
+        f"diffusers folder '{folder.name}'",
+    )
+
+
+def _read(path: Path, wanted_role: str, description: str, folder: str, dtype) -> tuple[dict, dict]:
+    role = files.detect_role(files.tensor_keys(path))
+    if role != wanted_role:
+        raise files.wrong_role_error(path, role, description, folder)
+    return files.load_state_dict(path, dtype), files.metadata_config(path)
+
+
+def _qwen(path: Path, tokenizer, dtype):
+    from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
+
+    state, overrides = _read(path, "qwen_text_encoder", "the Qwen2.5-VL text encoder", "text_encoders", dtype)
+    # Only the language model is used: Qwen's own vision tower and output head stay unread.
+    text = {k.removeprefix("model."): v for k, v in state.items() if not k.startswith(("visual.", "lm_head."))}
+    if "embed_tokens.weight" not in text:
+        raise ModelFileError(f"'{path.name}' has no embed_tokens.weight; it is incomplete or not Qwen2.5-VL.")
+    values = {**QWEN_DEFAULTS, **overrides}
+    hidden = text["embed_tokens.weight"].shape[1]
+    head_dim = int(values.pop("head_dim"))
+    config = Qwen2_5_VLTextConfig(
+        vocab_size=text["embed_tokens.weight"].shape[0], hidden_size=hidden,
+        intermediate_size=text["layers.0.mlp.gate_proj.weight"].shape[0],
+        num_hidden_layers=files.block_count(text, "layers."), num_attention_heads=hidden // head_dim,
+        num_key_value_heads=text["layers.0.self_attn.k_proj.weight"].shape[0] // head_dim,
+        max_position_embeddings=values["max_position_embeddings"], rms_norm_eps=values["rms_norm_eps"],
+        rope_parameters={"rope_type": "default", "rope_theta": values["rope_theta"],
+                         "mrope_section": list(values["mrope_section"])},
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with init_empty_weights():
+        model = Qwen2_5_VLTextModel(config)
+    _fill(model, text, f"'{path.name}'")
+    check_vocabulary(tokenizer, config.vocab_size, "Qwen2.5-VL", f"'{path.name}'")
+    return model
+
+
+def _byt5(path: Path, dtype):
+    from transformers import T5Config, T5EncoderModel
+
+    state, overrides = _read(path, "byt5_text_encoder", "the ByT5 glyph encoder", "text_encoders", dtype)
+    if "shared.weight" not in state and "encoder.embed_tokens.weight" in state:
+        state["shared.weight"] = state["encoder.embed_tokens.weight"]
+    state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))
+    if state["shared.weight"] is None:
+        raise ModelFileError(f"'{path.name}' has no token embedding (shared.weight); it is incomplete.")
+    values = {**BYT5_DEFAULTS, **overrides}
+    vocab, d_model = state["shared.weight"].shape
+    d_kv = int(values.pop("d_kv"))
+    attention = "encoder.block.0.layer.0.SelfAttention."
+    gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in state
+    config = T5Config(
+        vocab_size=vocab, d_model=d_model, d_kv=d_kv, num_heads=state[attention + "q.weight"].shape[0] // d_kv,
+        d_ff=state["encoder.block.0.layer.1.DenseReluDense." + ("wi_0" if gated else "wi") + ".weight"].shape[0],
+        num_layers=files.block_count(state, "encoder.block."), feed_forward_proj="gated-gelu" if gated else "relu",
+        relative_attention_num_buckets=state[attention + "relative_attention_bias.weight"].shape[0],
+        is_encoder_decoder=False, use_cache=False, dropout_rate=0.0, **values,
+    )
+    with init_empty_weights():
+        model = T5EncoderModel(config)
+    _fill(model, state, f"'{path.name}'")
+    return model
+
+
+def _siglip(path: Path, dtype):
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    state, overrides = _read(path, "siglip_vision", "the SigLIP vision model", "clip_vision", dtype)
+    vision = {k.removeprefix("vision_model."): v for k, v in state.items()}
+    values = {**SIGLIP_DEFAULTS, **overrides}
+    hidden, _, patch, _ = vision["embeddings.patch_embedding.weight"].shape
+    positions = vision["embeddings.position_embedding.weight"].shape[0]
+    head_dim = int(values.pop("head_dim"))
+    config = SiglipVisionConfig(
+        hidden_size=hidden, patch_size=patch, image_size=int(round(positions ** 0.5)) * patch,
+        intermediate_size=vision["encoder.layers.0.mlp.fc1.weight"].shape[0],
+        num_hidden_layers=files.block_count(vision, "encoder.layers."),
+        num_attention_heads=values.pop("num_attention_heads", hidden // head_dim),
+        vision_use_head=any(k.startswith("head.") for k in vision), **values,
+    )
+    with init_empty_weights():
+        model = SiglipVisionModel(config)
+    _fill(model, vision, f"'{path.name}'")
+    return model, config.image_size
+
+
+def _fill(model: torch.nn.Module, state: dict, source: str) -> None:
+    """Take ``state``'s tensors as the model's weights, matching names with or without the model's outer prefix."""
+    mapped, missing = {}, []
+    for key in model.state_dict():
+        inner = key.split(".", 1)[1] if "." in key else key
+        tensor = state.get(key, state.get(inner))
+        if tensor is None:
+            missing.append(key)
+        else:
+            mapped[key] = tensor
+    if missing:
+        raise ModelFileError(
+            f"{source} lacks {len(missing)} tensors the model needs (e.g. {missing[:3]}); the file is incomplete "
+            "or a different model."
+        )
+    model.load_state_dict(mapped, assign=True, strict=True)
+    model.eval().requires_grad_(False)
+
+
+def load_single_files(
+    text_path: str | Path,
+    vision_path: str | Path,
+    glyph_path: str | Path,
+    qwen_tokenizer_dir: str | Path,
+    glyph_tokenizer_dir: str | Path | None = None,
+    dtype: torch.dtype = torch.bfloat16,
+) -> TextEncoders:
+    text_path, vision_path, glyph_path = Path(text_path), Path(vision_path), Path(glyph_path)
+    tokenizer = load_tokenizer(Path(qwen_tokenizer_dir), "Qwen2.5-VL")
+    text_encoder = _qwen(text_path, tokenizer, dtype)
+    glyph_encoder = _byt5(glyph_path, dtype)
+    image_encoder, image_size = _siglip(vision_path, dtype)
+    return TextEncoders(
+        text_encoder, tokenizer, glyph_encoder, glyph_tokenizer(glyph_tokenizer_dir), image_encoder,
+        siglip_processor(image_size), f"'{text_path.name}', '{vision_path.name}', '{glyph_path.name}'",
+    )
