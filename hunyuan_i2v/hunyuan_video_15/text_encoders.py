@@ -30,6 +30,9 @@ QWEN_DEFAULTS = {
 }
 BYT5_DEFAULTS = {"d_kv": 64, "layer_norm_epsilon": 1e-6, "relative_attention_max_distance": 128}
 SIGLIP_DEFAULTS = {"head_dim": 72, "layer_norm_eps": 1e-6, "hidden_act": "gelu_pytorch_tanh"}
+# The input size of published SigLIP towers, by (patch, patches per side): the position table
+# rounds the size down to whole patches (384 px / 14 = 27), so the shapes alone cannot give it.
+SIGLIP_IMAGE_SIZES = {(14, 27): 384, (16, 24): 384, (16, 32): 512, (14, 16): 224, (16, 16): 256}
 
 
 @dataclass
@@ -124,13 +127,20 @@ def _read(path: Path, wanted_role: str, description: str, folder: str, dtype) ->
 
 
 def _qwen(path: Path, tokenizer, dtype):
+    state, overrides = _read(path, "qwen_text_encoder", "the Qwen2.5-VL text encoder", "text_encoders", dtype)
+    model = qwen_from_state(state, overrides, tokenizer.pad_token_id, f"'{path.name}'")
+    check_vocabulary(tokenizer, model.config.vocab_size, "Qwen2.5-VL", f"'{path.name}'")
+    return model
+
+
+def qwen_from_state(state: dict, overrides: dict, pad_token_id, source: str):
+    """Qwen2_5_VLTextModel from ComfyUI's file's tensors (sizes from their shapes)."""
     from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
 
-    state, overrides = _read(path, "qwen_text_encoder", "the Qwen2.5-VL text encoder", "text_encoders", dtype)
     # Only the language model is used: Qwen's own vision tower and output head stay unread.
     text = {k.removeprefix("model."): v for k, v in state.items() if not k.startswith(("visual.", "lm_head."))}
     if "embed_tokens.weight" not in text:
-        raise ModelFileError(f"'{path.name}' has no embed_tokens.weight; it is incomplete or not Qwen2.5-VL.")
+        raise ModelFileError(f"{source} has no embed_tokens.weight; it is incomplete or not Qwen2.5-VL.")
     values = {**QWEN_DEFAULTS, **overrides}
     hidden = text["embed_tokens.weight"].shape[1]
     head_dim = int(values.pop("head_dim"))
@@ -142,24 +152,29 @@ def _qwen(path: Path, tokenizer, dtype):
         max_position_embeddings=values["max_position_embeddings"], rms_norm_eps=values["rms_norm_eps"],
         rope_parameters={"rope_type": "default", "rope_theta": values["rope_theta"],
                          "mrope_section": list(values["mrope_section"])},
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=pad_token_id,
     )
     with init_empty_weights():
         model = Qwen2_5_VLTextModel(config)
-    _fill(model, text, f"'{path.name}'")
-    check_vocabulary(tokenizer, config.vocab_size, "Qwen2.5-VL", f"'{path.name}'")
+    _fill(model, text, source)
     return model
 
 
 def _byt5(path: Path, dtype):
+    state, overrides = _read(path, "byt5_text_encoder", "the ByT5 glyph encoder", "text_encoders", dtype)
+    return byt5_from_state(state, overrides, f"'{path.name}'")
+
+
+def byt5_from_state(state: dict, overrides: dict, source: str):
+    """T5EncoderModel from ComfyUI's ByT5 file's tensors (``shared.*`` + ``encoder.*``)."""
     from transformers import T5Config, T5EncoderModel
 
-    state, overrides = _read(path, "byt5_text_encoder", "the ByT5 glyph encoder", "text_encoders", dtype)
+    state = dict(state)
     if "shared.weight" not in state and "encoder.embed_tokens.weight" in state:
         state["shared.weight"] = state["encoder.embed_tokens.weight"]
     state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))
     if state["shared.weight"] is None:
-        raise ModelFileError(f"'{path.name}' has no token embedding (shared.weight); it is incomplete.")
+        raise ModelFileError(f"{source} has no token embedding (shared.weight); it is incomplete.")
     values = {**BYT5_DEFAULTS, **overrides}
     vocab, d_model = state["shared.weight"].shape
     d_kv = int(values.pop("d_kv"))
@@ -174,21 +189,27 @@ def _byt5(path: Path, dtype):
     )
     with init_empty_weights():
         model = T5EncoderModel(config)
-    _fill(model, state, f"'{path.name}'")
+    _fill(model, state, source)
     return model
 
 
 def _siglip(path: Path, dtype):
+    state, overrides = _read(path, "siglip_vision", "the SigLIP vision model", "clip_vision", dtype)
+    return siglip_from_state(state, overrides, f"'{path.name}'")
+
+
+def siglip_from_state(state: dict, overrides: dict, source: str):
+    """SiglipVisionModel (and its input size) from ComfyUI's SigLIP file's tensors (``vision_model.*``)."""
     from transformers import SiglipVisionConfig, SiglipVisionModel
 
-    state, overrides = _read(path, "siglip_vision", "the SigLIP vision model", "clip_vision", dtype)
     vision = {k.removeprefix("vision_model."): v for k, v in state.items()}
     values = {**SIGLIP_DEFAULTS, **overrides}
     hidden, _, patch, _ = vision["embeddings.patch_embedding.weight"].shape
-    positions = vision["embeddings.position_embedding.weight"].shape[0]
+    side = int(round(vision["embeddings.position_embedding.weight"].shape[0] ** 0.5))
     head_dim = int(values.pop("head_dim"))
     config = SiglipVisionConfig(
-        hidden_size=hidden, patch_size=patch, image_size=int(round(positions ** 0.5)) * patch,
+        hidden_size=hidden, patch_size=patch,
+        image_size=values.pop("image_size", SIGLIP_IMAGE_SIZES.get((patch, side), side * patch)),
         intermediate_size=vision["encoder.layers.0.mlp.fc1.weight"].shape[0],
         num_hidden_layers=files.block_count(vision, "encoder.layers."),
         num_attention_heads=values.pop("num_attention_heads", hidden // head_dim),
@@ -196,7 +217,7 @@ def _siglip(path: Path, dtype):
     )
     with init_empty_weights():
         model = SiglipVisionModel(config)
-    _fill(model, vision, f"'{path.name}'")
+    _fill(model, vision, source)
     return model, config.image_size
 
 
