@@ -160,7 +160,10 @@ def generate(args) -> Path:
     print(model.describe(), file=sys.stderr)
     vae = loading.load_vae(vae_path, dtype_name)
     encoders = loading.load_text_encoders(_text_encoder_sources(args, models, folder), dtype_name)
-    families.check_match({"the transformer": model, "the VAE": vae, "the text encoders": encoders})
+    families.check_match([
+        ("the transformer", model, ("transformer",)), ("the VAE", vae, ("vae",)),
+        ("the text encoders", encoders, ("text_encoders",)),
+    ])
     cond = stages.run_encode(
         encoders, vae, image, args.prompt, args.negative_prompt, args.resolution, args.width, args.height, device
     )

@@ -81,25 +81,23 @@ def of_path(path: Path) -> str | None:
     return of_folder(path) if path.is_dir() else of_file(path)[0]
 
 
-def check_match(parts: dict[str, object], want_family: str | None = None) -> None:
+def check_match(parts: list[tuple[str, object, tuple[str, ...]]]) -> None:
     """Refuse parts of different families wired together, naming the files the other family needs.
 
-    ``parts`` maps a description ("the VAE") to a loaded object with a ``family``.
+    ``parts``: (what the user calls it, the loaded object with a ``family``, the file slots it comes from).
+    The first part decides: the others must be of its family.
     """
-    found = {what: getattr(obj, "family", None) for what, obj in parts.items() if obj is not None}
-    families = set(found.values())
-    if len(families) <= 1:
+    present = [(what, getattr(obj, "family", None), slots) for what, obj, slots in parts if obj is not None]
+    if not present:
         return
-    # Name the odd one out against the first part (the transformer or text encoders, which decide).
-    first_what, first_family = next(iter(found.items()))
-    for what, fam in found.items():
+    first_what, first_family, _ = present[0]
+    for what, fam, slots in present[1:]:
         if fam != first_family:
             right = family(first_family).FILES
-            slot = "vae" if "VAE" in what else "text_encoders" if "text" in what else "transformer"
+            files_needed = " and ".join(right[slot] for slot in slots)
             raise ModelFileError(
                 f"{what} is {DISPLAY_NAMES[fam]} but {first_what} is {DISPLAY_NAMES[first_family]}: parts of "
-                f"different models cannot work together. Load the {DISPLAY_NAMES[first_family]} file instead "
-                f"({right[slot]})."
+                f"different models cannot work together. Use {DISPLAY_NAMES[first_family]}'s files: {files_needed}."
             )
 
 

@@ -48,7 +48,7 @@ def run_encode(
     offload_device: torch.device | None = None,
 ):
     """Start image + prompts -> the family's conditioning (and notes for the user in ``cond.notes``)."""
-    families.check_match({"the text encoders": encoders, "the VAE": vae})
+    families.check_match([("the text encoders", encoders, ("text_encoders",)), ("the VAE", vae, ("vae",))])
     fam = families.family(encoders.family)
     width, height = fam.video_size(image, resolution, width, height)
     warning = images.small_image_warning(image, width, height)
@@ -85,7 +85,10 @@ def run_sample(
     offload_device: torch.device | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
 ) -> SampleResult:
-    families.check_match({"the model": transformer, "the conditioning (its text encoders and VAE)": cond})
+    families.check_match([
+        ("the model", transformer, ("transformer",)),
+        ("the conditioning (its text encoders and VAE)", cond, ("text_encoders", "vae")),
+    ])
     fam = families.family(transformer.family)
     settings, notes = fam.resolve_settings(transformer, requested)
     check_frames(settings.num_frames)

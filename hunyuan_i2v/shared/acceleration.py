@@ -91,8 +91,8 @@ def set_attention_backend(model: torch.nn.Module, label: str, family: str = "") 
         notes.append(
             f"Attention: HunyuanVideo-1.5 needs a kernel that takes an attention mask; using '{label}' instead."
         )
-    if backend == "native":
-        return notes  # diffusers' default; setting it is a no-op that only logs a warning
+    # Always set, "native" too: diffusers also makes the last backend set the process-wide default,
+    # which every model left without its own would then use.
     from diffusers.models.attention_dispatch import _check_attention_backend_requirements, AttentionBackendName
 
     try:
