@@ -20,12 +20,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hunyuan_i2v import acceleration, sampling, stages  # noqa: E402
-from hunyuan_i2v.conditioning import I2VConditioning, PromptEmbedding  # noqa: E402
-from hunyuan_i2v.transformer import TOKEN_REPLACE, LoadedTransformer  # noqa: E402
+from hunyuan_i2v import stages  # noqa: E402
+from hunyuan_i2v.hunyuan_video_13b.conditioning import I2VConditioning, PromptEmbedding  # noqa: E402
+from hunyuan_i2v.hunyuan_video_13b.transformer import FAMILY, TOKEN_REPLACE, HunyuanVideoTransformer  # noqa: E402
+from hunyuan_i2v.shared import acceleration, sampling  # noqa: E402
 
 
-def build(full_size: bool, dtype: torch.dtype) -> LoadedTransformer:
+def build(full_size: bool, dtype: torch.dtype) -> HunyuanVideoTransformer:
     from diffusers import HunyuanVideoTransformer3DModel
 
     torch.manual_seed(0)
@@ -36,7 +37,7 @@ def build(full_size: bool, dtype: torch.dtype) -> LoadedTransformer:
             num_attention_heads=4, attention_head_dim=64, num_layers=4, num_single_layers=8, num_refiner_layers=1,
             text_embed_dim=256, pooled_projection_dim=64, rope_axes_dim=(16, 24, 24), image_condition_type=TOKEN_REPLACE,
         )
-    return LoadedTransformer(model.to(dtype).eval().requires_grad_(False), TOKEN_REPLACE, "random", dtype)
+    return HunyuanVideoTransformer(model.to(dtype).eval().requires_grad_(False), FAMILY, TOKEN_REPLACE, "random", dtype)
 
 
 def conditioning(model, width, height) -> I2VConditioning:
@@ -76,7 +77,9 @@ def main() -> None:
 
     model = build(args.full_size, dtype)
     cond = conditioning(model, args.size, args.size)
-    run = lambda m, cache="off", threshold=0.1: stages.run_sample(m, cond, settings, cache, threshold, device)[0]  # noqa: E731
+    run = lambda m, cache="off", threshold=0.1: stages.run_sample(  # noqa: E731
+        m, cond, settings, cache, threshold, device
+    ).latent["samples"]
     run(model)  # warm-up
     base, base_s, base_peak = timed(lambda: run(model), device)
     print(f"device {device}, {args.size}x{args.size}, {args.frames} frames, {args.steps} steps, {dtype}")

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402,F401 - loads the pack as hyv_pack, as ComfyUI would
 import numpy as np  # noqa: E402
 
-from hyv_pack.hunyuan_i2v import wavespeed as ws  # noqa: E402
-from hyv_pack.hunyuan_i2v.wavespeed_jobs import encode_image, I2VJob, run_batch  # noqa: E402
-from hyv_pack.hunyuan_i2v.wavespeed_journal import JobJournal  # noqa: E402
+from hyv_pack.hunyuan_i2v.wavespeed import client as ws  # noqa: E402
+from hyv_pack.hunyuan_i2v.wavespeed.jobs import encode_image, I2VJob, run_batch  # noqa: E402
+from hyv_pack.hunyuan_i2v.wavespeed.journal import JobJournal  # noqa: E402
 from wavespeed_server import StandInWaveSpeed, make_mp4  # noqa: E402
 
 

@@ -4,8 +4,10 @@ import pytest
 import torch
 from conftest import test_image
 
-from hyv_pack.hunyuan_i2v import acceleration, sampling, stages, text_encoders, vae
+from hyv_pack.hunyuan_i2v import loading, stages
 from hyv_pack.hunyuan_i2v.errors import UserInputError
+from hyv_pack.hunyuan_i2v.hunyuan_video_13b import text_encoders, vae
+from hyv_pack.hunyuan_i2v.shared import acceleration, sampling
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +20,11 @@ def setup(models_root):
     return folder, cond
 
 
+def run_latents(*args, **kwargs):
+    """Sampled latents (the LATENT's samples) of stages.run_sample."""
+    return stages.run_sample(*args, **kwargs).latent["samples"]
+
+
 def count_block_calls(model, layer="proj_out"):
     """Calls of an inner layer of the last block: a skipped block or attention still passes
     through its cache hook, but not through its layers."""
@@ -28,13 +35,13 @@ def count_block_calls(model, layer="proj_out"):
 
 def test_first_block_cache_skips_blocks_and_is_removed_after(setup):
     folder, cond = setup
-    model = stages.load_model(folder, "fp32")
+    model = loading.load_model(folder, "fp32")
     settings = sampling.SamplingSettings(seed=3, steps=12, num_frames=5)
     calls, handle = count_block_calls(model.model)
-    baseline, _ = stages.run_sample(model, cond, settings)
+    baseline = run_latents(model, cond, settings)
     full = len(calls)
     calls.clear()
-    cached, _ = stages.run_sample(model, cond, settings, cache="first block cache", cache_threshold=1.0)
+    cached = run_latents(model, cond, settings, cache="first block cache", cache_threshold=1.0)
     handle.remove()
     assert full == 12 and len(calls) < full  # later blocks were skipped on some steps
     assert not model.model.is_cache_enabled  # the shared model is left as it was
@@ -43,24 +50,24 @@ def test_first_block_cache_skips_blocks_and_is_removed_after(setup):
 
 def test_taylorseer_cache_runs(setup):
     folder, cond = setup
-    model = stages.load_model(folder, "fp32")
+    model = loading.load_model(folder, "fp32")
     settings = sampling.SamplingSettings(seed=3, steps=10, num_frames=5)
     calls, handle = count_block_calls(model.model, "attn.to_q")  # TaylorSeer predicts attention outputs
-    latents, _ = stages.run_sample(model, cond, settings, cache="taylorseer")
+    latents = run_latents(model, cond, settings, cache="taylorseer")
     handle.remove()
     assert torch.isfinite(latents).all() and len(calls) < 10
 
 
 def test_fp8_storage_keeps_weights_in_fp8(setup):
     folder, cond = setup
-    model = stages.load_model(folder, "fp32", fp8_storage=True)
+    model = loading.load_model(folder, "fp32", fp8_storage=True)
     assert model.model.transformer_blocks[0].ff.net[2].weight.dtype == torch.float8_e4m3fn
-    reference = stages.load_model(folder, "fp32")
+    reference = loading.load_model(folder, "fp32")
     # Norms and embeddings stay in the compute dtype (diffusers skips them); they are a large share of a tiny model.
     assert acceleration.module_bytes([model.model]) < 0.7 * acceleration.module_bytes([reference.model])
     settings = sampling.SamplingSettings(seed=3, steps=3, num_frames=5)
-    a, _ = stages.run_sample(model, cond, settings)
-    b, _ = stages.run_sample(reference, cond, settings)
+    a = run_latents(model, cond, settings)
+    b = run_latents(reference, cond, settings)
     assert torch.isfinite(a).all()
     assert (a - b).abs().max() < 0.1 * b.abs().max()  # fp8 rounding, not a different result
 
@@ -68,16 +75,16 @@ def test_fp8_storage_keeps_weights_in_fp8(setup):
 def test_unknown_or_unavailable_options_are_explained(setup):
     folder, _ = setup
     with pytest.raises(UserInputError, match="Unknown attention backend"):
-        stages.load_model(folder, "fp32", attention="fastest")
+        loading.load_model(folder, "fp32", attention="fastest")
     with pytest.raises(UserInputError, match="Unknown offload mode"):
-        stages.load_model(folder, "fp32", offload_mode="disk")
+        loading.load_model(folder, "fp32", offload_mode="disk")
     with pytest.raises(UserInputError, match="Unknown weight dtype"):
-        stages.load_model(folder, "fp64")
+        loading.load_model(folder, "fp64")
     try:
         import flash_attn  # noqa: F401
     except ImportError:
         with pytest.raises(UserInputError, match="flash-attn 2.*not usable here"):
-            stages.load_model(folder, "fp32", attention="flash-attn 2")
+            loading.load_model(folder, "fp32", attention="flash-attn 2")
 
 
 def test_offload_none_keeps_and_model_mode_returns():

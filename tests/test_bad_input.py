@@ -4,20 +4,19 @@ import shutil
 
 import pytest
 import torch
-from conftest import te_choice, test_image
+from conftest import encode_inputs, run_node, sample_inputs, te_choice, test_image, transformer_inputs
 
-from hyv_pack import NODE_CLASS_MAPPINGS as NODES
 from hyv_pack.hunyuan_i2v.errors import MissingModelError, ModelFileError, UserInputError
 
 
 def load_model(name):
-    return NODES["HunyuanI2VLoadTransformer"]().load(name, "fp32", False, "native (PyTorch SDPA)", "model")
+    return run_node("HunyuanI2VLoadTransformer", **transformer_inputs(name))
 
 
 @pytest.fixture()
 def encoded(comfy_models):
-    (vae,) = NODES["HunyuanI2VLoadVAE"]().load("[diffusers] tiny_v2", "fp32")
-    (encoders,) = NODES["HunyuanI2VLoadTextEncoders"]().load(*te_choice("tiny_v2"))
+    (vae,) = run_node("HunyuanI2VLoadVAE", vae_name="[diffusers] tiny_v2", dtype="fp32")
+    (encoders,) = run_node("HunyuanI2VLoadTextEncoders", **te_choice("tiny_v2"))
     return encoders, vae
 
 
@@ -44,14 +43,14 @@ def test_missing_file(comfy_models):
 
 def test_vae_chosen_as_transformer(comfy_models):
     shutil.copy(comfy_models / "vae" / "tiny_vae.safetensors", comfy_models / "diffusion_models" / "wrong.safetensors")
-    with pytest.raises(ModelFileError, match=r"is the HunyuanVideo VAE \(vae\), but this loader needs the HunyuanVideo-I2V transformer"):
+    with pytest.raises(ModelFileError, match=r"is the HunyuanVideo-I2V \(13 B\) VAE \(vae\), but this loader needs the transformer of HunyuanVideo-I2V"):
         load_model("wrong.safetensors")
 
 
 def test_transformer_chosen_as_vae(comfy_models):
     shutil.copy(comfy_models / "diffusion_models" / "tiny_v2.safetensors", comfy_models / "vae" / "wrong_vae.safetensors")
-    with pytest.raises(ModelFileError, match=r"HunyuanVideo transformer.*needs the HunyuanVideo VAE"):
-        NODES["HunyuanI2VLoadVAE"]().load("wrong_vae.safetensors", "fp32")
+    with pytest.raises(ModelFileError, match=r"HunyuanVideo-I2V \(13 B\) transformer.*needs the VAE of HunyuanVideo"):
+        run_node("HunyuanI2VLoadVAE", vae_name="wrong_vae.safetensors", dtype="fp32")
 
 
 def test_other_family_checkpoint(comfy_models):
@@ -70,7 +69,7 @@ def test_text_to_video_only_folder(scratch_folder):
     index = json.loads((folder / "model_index.json").read_text())
     index["_class_name"] = "HunyuanVideoPipeline"
     (folder / "model_index.json").write_text(json.dumps(index))
-    with pytest.raises(ModelFileError, match="HunyuanVideoPipeline, not HunyuanVideoImageToVideoPipeline"):
+    with pytest.raises(ModelFileError, match=r"text-to-video .*\(HunyuanVideoPipeline\).*naming HunyuanVideoImageToVideoPipeline"):
         load_model("[diffusers] t2v_folder")
     # A folder whose transformer config lacks the image condition type is text-to-video too.
     index["_class_name"] = "HunyuanVideoImageToVideoPipeline"
@@ -99,45 +98,54 @@ def test_frames_not_4n_plus_1(comfy_models, encoded):
     encoders, vae = encoded
     model, _ = load_model("[diffusers] tiny_v2")
     image, _ = test_image(32, 32)
-    cond, _ = NODES["HunyuanI2VEncode"]().encode(encoders, vae, image, "x", "", "360p", 32, 32)
+    cond, _ = run_node("HunyuanI2VEncode", **encode_inputs(encoders, vae, image, prompt="x", resolution="360p",
+                                                           width=32, height=32))
     with pytest.raises(UserInputError, match=r"frames must be 4n\+1.*got 10.*Use 9 or 13"):
-        NODES["HunyuanI2VSample"]().sample(model, cond, 0, 2, 10, 7.0, 6.0, 1.0, True, "off", 0.1)
+        run_node("HunyuanI2VSample", **sample_inputs(
+            model, cond, seed=0, steps=2, frames=10, flow_shift=7.0, embedded_guidance=6.0, cfg_scale=1.0,
+        ))
 
 
 def test_size_off_the_grid(encoded):
     encoders, vae = encoded
     image, _ = test_image(32, 32)
     with pytest.raises(UserInputError, match=r"width 70 is not a multiple of 16.*Use 64 or 80"):
-        NODES["HunyuanI2VEncode"]().encode(encoders, vae, image, "x", "", "360p", 70, 32)
+        run_node("HunyuanI2VEncode", **encode_inputs(encoders, vae, image, prompt="x", resolution="360p",
+                                                     width=70, height=32))
 
 
 def test_image_batch_of_wrong_size(encoded):
     encoders, vae = encoded
     image = torch.rand(2, 32, 32, 3)
     with pytest.raises(UserInputError, match=r"batch of 2 images.*ImageFromBatch"):
-        NODES["HunyuanI2VEncode"]().encode(encoders, vae, image, "x", "", "360p", 32, 32)
+        run_node("HunyuanI2VEncode", **encode_inputs(encoders, vae, image, prompt="x", resolution="360p",
+                                                     width=32, height=32))
 
 
 def test_image_with_wrong_channel_count(encoded):
     encoders, vae = encoded
     with pytest.raises(UserInputError, match="2 channels"):
-        NODES["HunyuanI2VEncode"]().encode(encoders, vae, torch.rand(1, 32, 32, 2), "x", "", "360p", 32, 32)
+        run_node("HunyuanI2VEncode", **encode_inputs(encoders, vae, torch.rand(1, 32, 32, 2), prompt="x",
+                                                     resolution="360p", width=32, height=32))
 
 
 def test_missing_tokenizer(scratch_folder):
     folder = scratch_folder("no_tokenizer")
     shutil.rmtree(folder / "tokenizer")
     with pytest.raises(ModelFileError, match=r"lacks tokenizer/"):
-        NODES["HunyuanI2VLoadTextEncoders"]().load(*te_choice("no_tokenizer"))
+        run_node("HunyuanI2VLoadTextEncoders", **te_choice("no_tokenizer"))
     (folder / "tokenizer").mkdir()
     with pytest.raises(ModelFileError, match=r"Llama-3 tokenizer is missing"):
-        NODES["HunyuanI2VLoadTextEncoders"]().load(*te_choice("no_tokenizer"))
+        run_node("HunyuanI2VLoadTextEncoders", **te_choice("no_tokenizer"))
 
 
 def test_cfg_without_negative_prompt(comfy_models, encoded):
     encoders, vae = encoded
     model, _ = load_model("[diffusers] tiny_v1")
     image, _ = test_image(32, 32)
-    cond, _ = NODES["HunyuanI2VEncode"]().encode(encoders, vae, image, "x", "", "360p", 32, 32)
+    cond, _ = run_node("HunyuanI2VEncode", **encode_inputs(encoders, vae, image, prompt="x", resolution="360p",
+                                                           width=32, height=32))
     with pytest.raises(UserInputError, match="needs a negative prompt"):
-        NODES["HunyuanI2VSample"]().sample(model, cond, 0, 2, 5, 7.0, 6.0, 3.0, True, "off", 0.1)
+        run_node("HunyuanI2VSample", **sample_inputs(
+            model, cond, seed=0, steps=2, frames=5, flow_shift=7.0, embedded_guidance=6.0, cfg_scale=3.0,
+        ))

@@ -6,7 +6,8 @@ import pytest
 import torch
 from original_layout import to_original
 
-from hyv_pack.hunyuan_i2v import files, transformer, vae
+from hyv_pack.hunyuan_i2v.hunyuan_video_13b import transformer, vae
+from hyv_pack.hunyuan_i2v.shared import files
 from hyv_pack.hunyuan_i2v.errors import ModelFileError
 
 

@@ -6,7 +6,7 @@ import sys
 
 from conftest import ROOT
 
-from hyv_pack.hunyuan_i2v.mp4 import read_mp4
+from hyv_pack.hunyuan_i2v.shared.video import read_mp4
 
 
 def run_cli(*args, cwd=ROOT):
@@ -19,7 +19,7 @@ def run_cli(*args, cwd=ROOT):
 
 def test_demo_writes_a_playable_mp4(tmp_path):
     out = tmp_path / "demo.mp4"
-    result = run_cli("--demo", "--output", str(out))
+    result = run_cli("--demo", "--demo-family", "hunyuan_video_13b", "--output", str(out))
     assert result.returncode == 0, result.stderr
     assert "video will be noise" in result.stderr
     frames, fps = read_mp4(out)
@@ -61,8 +61,7 @@ def test_comfyui_single_files_with_a_lora(comfy_models, tmp_path):
     result = run_cli(
         "--models", str(comfy_models), "--transformer", "tiny_v2.safetensors", "--vae", "tiny_vae.safetensors",
         "--mllm", "tiny_llava_llama3.safetensors", "--vision", "tiny_llava_llama3_vision.safetensors",
-        "--clip", "tiny_clip_l.safetensors", "--llama-tokenizer", str(tokenizers / "tokenizer"),
-        "--clip-tokenizer", str(tokenizers / "tokenizer_2"), "--lora", "cli_lora.safetensors:0.5",
+        "--clip", "tiny_clip_l.safetensors", "--tokenizers", str(tokenizers), "--lora", "cli_lora.safetensors:0.5",
         "--image", str(tmp_path / "gray.png"),
         "--width", "48", "--height", "32", "--frames", "5", "--steps", "2", "--dtype", "fp32", "--output", str(out),
     )
@@ -74,7 +73,8 @@ def test_comfyui_single_files_with_a_lora(comfy_models, tmp_path):
 
 def test_bad_input_exits_with_a_sentence(comfy_models, tmp_path):
     result = run_cli(
-        "--models", str(comfy_models), "--diffusers", "tiny_v2", "--demo", "--frames", "10", "--output",
+        "--models", str(comfy_models), "--diffusers", "tiny_v2", "--demo", "--demo-family", "hunyuan_video_13b",
+        "--frames", "10", "--output",
         str(tmp_path / "x.mp4"),
     )
     assert result.returncode == 2

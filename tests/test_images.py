@@ -4,14 +4,21 @@ import numpy as np
 import pytest
 import torch
 
-from hyv_pack.hunyuan_i2v import images
 from hyv_pack.hunyuan_i2v.errors import UserInputError
+from hyv_pack.hunyuan_i2v.hunyuan_video_13b import defaults, family
+from hyv_pack.hunyuan_i2v.shared import images
+
+
+def choose_13b_bucket(width, height, resolution):
+    """The 13 B model's bucket for an image of width x height at a quality level."""
+    return images.choose_bucket(width, height, defaults.RESOLUTIONS[resolution], defaults.BUCKET_GRID)
 
 
 @pytest.mark.parametrize("bucket,base", [("720p", 960), ("540p", 720), ("360p", 480)])
 @pytest.mark.parametrize("width,height", [(1920, 1080), (1080, 1920), (1000, 1000), (3000, 1000)])
 def test_bucket_follows_aspect_ratio_on_the_grid(bucket, base, width, height):
-    w, h = images.choose_bucket(width, height, bucket)
+    assert defaults.RESOLUTIONS[bucket] == base
+    w, h = choose_13b_bucket(width, height, bucket)
     assert w % 32 == 0 and h % 32 == 0
     assert 0.85 * base**2 <= w * h <= 1.0 * base**2
     assert abs(np.log((w / h) / (width / height))) < 0.12
@@ -19,8 +26,11 @@ def test_bucket_follows_aspect_ratio_on_the_grid(bucket, base, width, height):
 
 def test_landscape_720p_bucket():
     # 720 is not on the 32 px grid; the closest aspect ratio with ~960^2 pixels is 1280x704.
-    assert images.choose_bucket(1280, 720, "720p") == (1280, 704)
-    assert images.choose_bucket(720, 1280, "720p") == (704, 1280)
+    assert choose_13b_bucket(1280, 720, "720p") == (1280, 704)
+    assert choose_13b_bucket(720, 1280, "720p") == (704, 1280)
+    # and the family's video size, which the Encode node uses, picks the same from an image
+    assert family.video_size(torch.zeros(1, 720, 1280, 3), "720p", 0, 0) == (1280, 704)
+    assert family.video_size(torch.zeros(1, 1280, 720, 3), "720p", 0, 0) == (704, 1280)
 
 
 def test_resize_covers_and_crops_the_centre():
@@ -46,9 +56,9 @@ def test_grayscale_is_expanded_to_rgb():
 
 def test_width_without_height_is_refused():
     with pytest.raises(UserInputError, match="both width and height"):
-        images.prepare_start_image(torch.rand(1, 16, 16, 3), width=16)
+        family.video_size(torch.rand(1, 16, 16, 3), "720p", width=16, height=0)
 
 
 def test_unknown_bucket():
-    with pytest.raises(UserInputError, match="Use one of 720p, 540p, 360p"):
-        images.choose_bucket(10, 10, "1080p")
+    with pytest.raises(UserInputError, match=r"resolutions 720p, 540p, 360p; '1080p' is not one of them"):
+        family.video_size(torch.rand(1, 10, 10, 3), "1080p", 0, 0)

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
-from conftest import TRANSFORMER_METADATA, save_file_with_config
+from conftest import TRANSFORMER_METADATA, run_node, save_file_with_config, transformer_inputs
 
-from hyv_pack import NODE_CLASS_MAPPINGS as NODES
 from hyv_pack.hunyuan_i2v import stages
-from hyv_pack.hunyuan_i2v.conditioning import I2VConditioning, PromptEmbedding
 from hyv_pack.hunyuan_i2v.errors import ModelFileError
-from hyv_pack.hunyuan_i2v.sampling import SamplingSettings
+from hyv_pack.hunyuan_i2v.hunyuan_video_13b.conditioning import I2VConditioning, PromptEmbedding
+from hyv_pack.hunyuan_i2v.shared.sampling import SamplingSettings
 
 # original module -> (out, in) of its weight in the tiny model (hidden 20, mlp 80)
 TARGETS = {
@@ -73,12 +72,12 @@ def tiny_conditioning():
 
 
 def sample(model):
-    latents, _ = stages.run_sample(model, tiny_conditioning(), SamplingSettings(seed=5, steps=3, num_frames=5))
-    return latents
+    result = stages.run_sample(model, tiny_conditioning(), SamplingSettings(seed=5, steps=3, num_frames=5))
+    return result.latent["samples"]
 
 
 def load(name):
-    model, _ = NODES["HunyuanI2VLoadTransformer"]().load(name, "fp32", False, "native (PyTorch SDPA)", "model")
+    model, _ = run_node("HunyuanI2VLoadTransformer", **transformer_inputs(name))
     return model
 
 
@@ -86,7 +85,7 @@ def load(name):
 def test_lora_equals_hand_merged_weights(lora_files, comfy_models, lora_name):
     base = load("tiny_v2.safetensors")
     before = sample(base)
-    (with_lora,) = NODES["HunyuanI2VLoRA"]().apply(base, lora_name, STRENGTH)
+    (with_lora,) = run_node("HunyuanI2VLoRA", model=base, lora_name=lora_name, strength=STRENGTH)
     assert (sample(with_lora) - sample(load("merged.safetensors"))).abs().max().item() < 1e-5
     assert torch.equal(sample(base), before)  # the shared base model samples as before
     assert "LoRA " + lora_name in with_lora.describe()
@@ -94,12 +93,12 @@ def test_lora_equals_hand_merged_weights(lora_files, comfy_models, lora_name):
 
 def test_strength_zero_is_the_base_model(lora_files, comfy_models):
     base = load("tiny_v2.safetensors")
-    (off,) = NODES["HunyuanI2VLoRA"]().apply(base, "effect_kohya.safetensors", 0.0)
+    (off,) = run_node("HunyuanI2VLoRA", model=base, lora_name="effect_kohya.safetensors", strength=0.0)
     assert torch.equal(sample(off), sample(base))
 
 
 def test_lora_for_another_model_is_refused(lora_files, comfy_models):
     base = load("tiny_v2.safetensors")
-    (wrong,) = NODES["HunyuanI2VLoRA"]().apply(base, "bigger_model.safetensors", 1.0)
+    (wrong,) = run_node("HunyuanI2VLoRA", model=base, lora_name="bigger_model.safetensors", strength=1.0)
     with pytest.raises(ModelFileError, match="does not fit this transformer"):
         sample(wrong)

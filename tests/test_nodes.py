@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import ROOT, te_choice, test_image
+from conftest import ROOT, encode_inputs, run_node, sample_inputs, te_choice, test_image, transformer_inputs
 
 import hyv_pack
 from hyv_pack import NODE_CLASS_MAPPINGS as NODES
@@ -35,8 +35,9 @@ def test_model_lists_show_files_and_diffusers_folders(comfy_models):
     choices = NODES["HunyuanI2VLoadTransformer"].INPUT_TYPES()["required"]["model_name"][0]
     assert "tiny_v1.safetensors" in choices and "[diffusers] tiny_v2" in choices
     spec = NODES["HunyuanI2VLoadTextEncoders"].INPUT_TYPES()["required"]
-    assert {"[diffusers] tiny_v2", "tiny_llava_llama3.safetensors", "tiny_clip_l.safetensors"} <= set(spec["mllm"][0])
+    assert {"[diffusers] tiny_v2", "tiny_llava_llama3.safetensors", "tiny_clip_l.safetensors"} <= set(spec["text_encoder"][0])
     assert "tiny_llava_llama3_vision.safetensors" in spec["vision"][0]
+    assert "tiny_clip_l.safetensors" in spec["text_encoder_2"][0]
 
 
 def test_pack_imports_as_comfyui_does_under_another_folder_name(tmp_path):
@@ -71,19 +72,25 @@ class RecordingBar:
 
 @pytest.fixture()
 def tiny_graph(comfy_models):
-    model, _ = NODES["HunyuanI2VLoadTransformer"]().load("[diffusers] tiny_v2", "fp32", False, "native (PyTorch SDPA)", "model")
-    (vae,) = NODES["HunyuanI2VLoadVAE"]().load("[diffusers] tiny_v2", "fp32")
-    (encoders,) = NODES["HunyuanI2VLoadTextEncoders"]().load(*te_choice("tiny_v2"))
+    model, _ = run_node("HunyuanI2VLoadTransformer", **transformer_inputs("[diffusers] tiny_v2"))
+    (vae,) = run_node("HunyuanI2VLoadVAE", vae_name="[diffusers] tiny_v2", dtype="fp32")
+    (encoders,) = run_node("HunyuanI2VLoadTextEncoders", **te_choice("tiny_v2"))
     image, _ = test_image(32, 48)
-    cond, start = NODES["HunyuanI2VEncode"]().encode(encoders, vae, image, "a cat", "", "360p", 48, 32)
+    cond, start = run_node("HunyuanI2VEncode", **encode_inputs(encoders, vae, image, prompt="a cat", resolution="360p",
+                                                               width=48, height=32))
     return model, vae, cond, start
+
+
+def settings(model, cond, **overrides):
+    """Sample inputs with the values these tests always used: shift 7, guidance 6, cfg 1."""
+    return sample_inputs(model, cond, flow_shift=7.0, embedded_guidance=6.0, cfg_scale=1.0, **overrides)
 
 
 def test_progress_reported_every_step(tiny_graph, monkeypatch):
     model, vae, cond, start = tiny_graph
     bars = []
     monkeypatch.setattr(comfy_bridge, "progress_bar", lambda total: bars.append(RecordingBar(total)) or bars[-1])
-    (latent,) = NODES["HunyuanI2VSample"]().sample(model, cond, 7, 5, 9, 7.0, 6.0, 1.0, True, "off", 0.1)
+    (latent,) = run_node("HunyuanI2VSample", **settings(model, cond, seed=7, steps=5, frames=9))
     assert bars[0].updates == [(i, 5) for i in range(1, 6)]
     assert latent["samples"].shape == (1, 4, 3, 4, 6)
     assert start.shape == (1, 32, 48, 3)
@@ -106,7 +113,7 @@ def test_interrupt_stops_within_one_step(tiny_graph, monkeypatch):
     hook = model.model.register_forward_hook(lambda *a: steps_run.append(1))
     try:
         with pytest.raises(Interrupted):
-            NODES["HunyuanI2VSample"]().sample(model, cond, 7, 20, 9, 7.0, 6.0, 1.0, True, "off", 0.1)
+            run_node("HunyuanI2VSample", **settings(model, cond, seed=7, steps=20, frames=9))
     finally:
         hook.remove()
     assert len(steps_run) == 3  # one check before sampling, then one per finished step
@@ -116,12 +123,11 @@ def test_interrupt_stops_within_one_step(tiny_graph, monkeypatch):
 
 def test_same_seed_same_video_and_decode_outputs(tiny_graph):
     model, vae, cond, _ = tiny_graph
-    sample = NODES["HunyuanI2VSample"]()
-    (a,) = sample.sample(model, cond, 11, 2, 5, 7.0, 6.0, 1.0, True, "off", 0.1)
-    (b,) = sample.sample(model, cond, 11, 2, 5, 7.0, 6.0, 1.0, True, "off", 0.1)
-    (c,) = sample.sample(model, cond, 12, 2, 5, 7.0, 6.0, 1.0, True, "off", 0.1)
+    (a,) = run_node("HunyuanI2VSample", **settings(model, cond, seed=11, steps=2, frames=5))
+    (b,) = run_node("HunyuanI2VSample", **settings(model, cond, seed=11, steps=2, frames=5))
+    (c,) = run_node("HunyuanI2VSample", **settings(model, cond, seed=12, steps=2, frames=5))
     assert torch.equal(a["samples"], b["samples"]) and not torch.equal(a["samples"], c["samples"])
-    frames, video = NODES["HunyuanI2VDecode"]().decode(vae, a, True, 256, 24.0)
+    frames, video = run_node("HunyuanI2VDecode", vae=vae, latent=a, tiling=True, tile_size=256, fps=24.0)
     assert frames.shape == (5, 32, 48, 3) and 0 <= frames.min() and frames.max() <= 1
     assert video is None  # core's VIDEO type exists only inside ComfyUI
 
@@ -131,4 +137,5 @@ def test_decode_rejects_image_latents(tiny_graph):
 
     _, vae, _, _ = tiny_graph
     with pytest.raises(UserInputError, match="video latent"):
-        NODES["HunyuanI2VDecode"]().decode(vae, {"samples": torch.zeros(1, 4, 8, 8)}, True, 256, 24.0)
+        run_node("HunyuanI2VDecode", vae=vae, latent={"samples": torch.zeros(1, 4, 8, 8)}, tiling=True, tile_size=256,
+                 fps=24.0)

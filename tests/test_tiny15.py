@@ -77,7 +77,9 @@ def test_components_agree(pipe):
 def test_tokenizer_matches_the_pipeline_crop(pipe):
     assert pipe.system_message == demo.SYSTEM_MESSAGE
     # the chat template puts exactly the pipeline's hard-coded 108 tokens before the user's text
-    assert demo.chat_prefix_length(pipe.tokenizer, pipe.system_message) == pipe.prompt_template_encode_start_idx
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15.conditioning import system_prefix_length
+
+    assert system_prefix_length(pipe.tokenizer) == pipe.prompt_template_encode_start_idx
     rendered = pipe.tokenizer.apply_chat_template(
         [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}], add_generation_prompt=True,
         tokenize=False,

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from hyv_pack.hunyuan_i2v import wavespeed as ws
+from hyv_pack.hunyuan_i2v.wavespeed import client as ws
 from hyv_pack.hunyuan_i2v.errors import UserInputError
-from hyv_pack.hunyuan_i2v.wavespeed_errors import WaveSpeedAuthError
-from hyv_pack.hunyuan_i2v.wavespeed_jobs import (
+from hyv_pack.hunyuan_i2v.wavespeed.errors import WaveSpeedAuthError
+from hyv_pack.hunyuan_i2v.wavespeed.jobs import (
     I2VJob, assign_occurrences, encode_image, output_path, run_batch, size_for, status_text, JobStatus,
 )
-from hyv_pack.hunyuan_i2v.wavespeed_journal import COMPLETED, JobJournal
-from hyv_pack.hunyuan_i2v.wavespeed_keys import API_KEY_ENV, API_KEY_FILE_ENV, KEY_FILE_NAME, resolve_api_key
+from hyv_pack.hunyuan_i2v.wavespeed.journal import COMPLETED, JobJournal
+from hyv_pack.hunyuan_i2v.wavespeed.keys import API_KEY_ENV, API_KEY_FILE_ENV, KEY_FILE_NAME, resolve_api_key
 from wavespeed_server import FAST_TIMING, StandInWaveSpeed
 
 

@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from hyv_pack.hunyuan_i2v import wavespeed as ws
-from hyv_pack.hunyuan_i2v.wavespeed_errors import (
+from hyv_pack.hunyuan_i2v.wavespeed import client as ws
+from hyv_pack.hunyuan_i2v.wavespeed.errors import (
     WaveSpeedAccountError, WaveSpeedAuthError, WaveSpeedDownloadError, WaveSpeedRequestError, WaveSpeedSubmitUncertain,
     WaveSpeedTaskFailed, WaveSpeedTimeout, WaveSpeedUnavailable,
 )
-from hyv_pack.hunyuan_i2v.wavespeed_jobs import I2VJob, run_batch
-from hyv_pack.hunyuan_i2v.wavespeed_journal import DOWNLOADING, PENDING, JobJournal
-from hyv_pack.hunyuan_i2v.wavespeed_keys import API_KEY_ENV
+from hyv_pack.hunyuan_i2v.wavespeed.jobs import I2VJob, run_batch
+from hyv_pack.hunyuan_i2v.wavespeed.journal import DOWNLOADING, PENDING, JobJournal
+from hyv_pack.hunyuan_i2v.wavespeed.keys import API_KEY_ENV
 from test_wavespeed_client import image_job, settings_for
 from wavespeed_server import FAST_TIMING, SLOW_S, Fault, Outcome, StandInWaveSpeed
 

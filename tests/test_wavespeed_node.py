@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import hyv_pack
-from hyv_pack.hunyuan_i2v import wavespeed as ws
+from hyv_pack.hunyuan_i2v.wavespeed import client as ws
 from hyv_pack.hunyuan_i2v.errors import UserInputError
-from hyv_pack.hunyuan_i2v.wavespeed_errors import WaveSpeedAuthError, WaveSpeedInterrupted
-from hyv_pack.hunyuan_i2v.wavespeed_keys import API_KEY_ENV, API_KEY_FILE_ENV, KEY_FILE_NAME
+from hyv_pack.hunyuan_i2v.wavespeed.errors import WaveSpeedAuthError, WaveSpeedInterrupted
+from hyv_pack.hunyuan_i2v.wavespeed.keys import API_KEY_ENV, API_KEY_FILE_ENV, KEY_FILE_NAME
 from hyv_pack.nodes import comfy_bridge, wavespeed_node
 from hyv_pack.nodes.wavespeed_node import HunyuanVideoI2VWaveSpeed
 from test_wavespeed_client import solid_image
@@ -118,7 +118,7 @@ def test_auto_size_for_an_image_url_reads_the_image(node_env, server):
 
 
 def ws_png(height, width):
-    from hyv_pack.hunyuan_i2v.wavespeed_jobs import encode_image
+    from hyv_pack.hunyuan_i2v.wavespeed.jobs import encode_image
 
     return encode_image(solid_image((0, 0, 0), height, width))[0]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hyv_pack.hunyuan_i2v.wavespeed_errors import WaveSpeedInterrupted, WaveSpeedTimeout
-from hyv_pack.hunyuan_i2v.wavespeed_jobs import I2VJob, WaveSpeedBatchError, run_batch
-from hyv_pack.hunyuan_i2v.wavespeed_journal import COMPLETED, PENDING, JobJournal
+from hyv_pack.hunyuan_i2v.wavespeed.errors import WaveSpeedInterrupted, WaveSpeedTimeout
+from hyv_pack.hunyuan_i2v.wavespeed.jobs import I2VJob, WaveSpeedBatchError, run_batch
+from hyv_pack.hunyuan_i2v.wavespeed.journal import COMPLETED, PENDING, JobJournal
 from test_wavespeed_client import image_job, settings_for
 from wavespeed_server import Outcome, StandInWaveSpeed
 
@@ -70,9 +70,9 @@ def test_killed_process_mid_poll_is_resumed_by_the_rerun(server, tmp_path):
         import os, sys
         sys.path.insert(0, {str(TESTS_DIR)!r})
         import conftest  # loads the pack as hyv_pack
-        from hyv_pack.hunyuan_i2v import wavespeed as ws
-        from hyv_pack.hunyuan_i2v.wavespeed_jobs import I2VJob, run_batch
-        from hyv_pack.hunyuan_i2v.wavespeed_journal import JobJournal
+        from hyv_pack.hunyuan_i2v.wavespeed import client as ws
+        from hyv_pack.hunyuan_i2v.wavespeed.jobs import I2VJob, run_batch
+        from hyv_pack.hunyuan_i2v.wavespeed.journal import JobJournal
         from wavespeed_server import FAST_TIMING
         base, state, out = sys.argv[1:4]
         job = I2VJob(prompt="crash test", image_url="https://example.invalid/start.png", seed=77)
