@@ -26,6 +26,8 @@ I2V_PIPELINES = {
     "HunyuanVideo15ImageToVideoPipeline": HUNYUAN_VIDEO_15,
 }
 T2V_PIPELINES = {"HunyuanVideoPipeline": HUNYUAN_VIDEO_13B, "HunyuanVideo15Pipeline": HUNYUAN_VIDEO_15}
+T2V_NAMES = {"HunyuanVideoPipeline": "HunyuanVideo (13 B) text-to-video model",
+             "HunyuanVideo15Pipeline": "HunyuanVideo-1.5 text-to-video model"}
 
 # Roles of single files (shared.files.detect_role) per family and slot.
 ROLE_FAMILIES = {
@@ -59,7 +61,7 @@ def of_folder(folder: Path) -> str:
         return I2V_PIPELINES[cls]
     if cls in T2V_PIPELINES:
         raise ModelFileError(
-            f"diffusers folder '{folder.name}' is the text-to-video {DISPLAY_NAMES[T2V_PIPELINES[cls]]} ({cls}). "
+            f"diffusers folder '{folder.name}' is the {T2V_NAMES[cls]} ({cls}). "
             "This pack makes video from an image: use the image-to-video conversion (model_index.json naming "
             f"{next(k for k, v in I2V_PIPELINES.items() if v == T2V_PIPELINES[cls])})."
         )

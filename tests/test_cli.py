@@ -79,3 +79,31 @@ def test_bad_input_exits_with_a_sentence(comfy_models, tmp_path):
     )
     assert result.returncode == 2
     assert "frames must be 4n+1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_of_hunyuan_video_15(tmp_path):
+    out = tmp_path / "demo15.mp4"
+    result = run_cli("--demo", "--output", str(out))  # 1.5 is the default demo family
+    assert result.returncode == 0, result.stderr
+    assert "HunyuanVideo-1.5" in result.stderr and "video will be noise" in result.stderr
+    frames, _ = read_mp4(out)
+    assert frames.shape == (17, 64, 64, 3)
+
+
+def test_hunyuan_video_15_comfyui_single_files(comfy_models15, tmp_path):
+    """1.5 from ComfyUI's files only (fused-qkv transformer, original VAE, Qwen/SigLIP/ByT5), tokenizers from the
+    diffusers folder of the same model in the models folder."""
+    from conftest import test_image
+
+    test_image(48, 64)[1].save(tmp_path / "start.png")
+    out = tmp_path / "v15.mp4"
+    result = run_cli(
+        "--models", str(comfy_models15), "--transformer", "tiny15_comfy.safetensors", "--vae",
+        "tiny15_vae.safetensors", "--mllm", "tiny_qwen25.safetensors", "--vision", "tiny_siglip.safetensors",
+        "--clip", "tiny_byt5.safetensors", "--image", str(tmp_path / "start.png"), "--width", "64", "--height",
+        "48", "--frames", "5", "--steps", "2", "--dtype", "fp32", "--prompt", 'a sign says "HI"', "--output", str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HunyuanVideo-1.5 I2V from 'tiny15_comfy.safetensors'" in result.stderr
+    frames, _ = read_mp4(out)
+    assert frames.shape == (5, 48, 64, 3)

@@ -259,5 +259,19 @@ def test_text_to_video_folder_is_refused(models15_root, tmp_path):
     index = json.loads((folder / "model_index.json").read_text())
     index["_class_name"] = "HunyuanVideo15Pipeline"
     (folder / "model_index.json").write_text(json.dumps(index))
-    with pytest.raises(ModelFileError, match="text-to-video HunyuanVideo-1.5.*HunyuanVideo15ImageToVideoPipeline"):
+    with pytest.raises(ModelFileError, match="HunyuanVideo-1.5 text-to-video model.*HunyuanVideo15ImageToVideoPipeline"):
         loading.load_model(folder, "fp32")
+
+
+def test_tokenizer_without_chat_template_gives_the_same_tokens(graph15):
+    """ComfyUI's bundled Qwen tokenizer may come without a chat template: the pack writes Qwen's format itself."""
+    import copy
+
+    _, _, _, encoders, _ = graph15
+    bare = copy.deepcopy(encoders.tokenizer)
+    bare.chat_template = None
+    options = dict(padding="max_length", max_length=200, truncation=True, return_tensors="pt")
+    for prompt in ("a cat", ""):
+        assert torch.equal(conditioning._tokenize(bare, prompt, **options)["input_ids"],
+                           conditioning._tokenize(encoders.tokenizer, prompt, **options)["input_ids"])
+    assert conditioning.system_prefix_length(bare) == conditioning.system_prefix_length(encoders.tokenizer)

@@ -22,7 +22,7 @@ What must agree between the parts (the pipeline checks none of it up front):
   eight spaces) is a single token, as Qwen's 151k-token vocabulary should
   give (not checked against the real tokenizer here: nothing is
   downloaded). The tiny tokenizer is trained to saturation on that text, so
-  its system part is exactly 108 tokens too (see ``chat_prefix_length``);
+  its system part is exactly 108 tokens too (``conditioning.system_prefix_length``);
 * ByT5 ids go up to 383 (256 bytes, 3 specials, 125 extra ids), so the T5
   vocabulary is 384;
 * ``target_size`` (a transformer config entry, in pixels) picks the video
@@ -36,6 +36,8 @@ import json
 from pathlib import Path
 
 import torch
+
+from . import defaults
 
 # ---------------------------------------------------------------- sizes
 LATENT_CHANNELS = 4  # real: 32
@@ -70,14 +72,7 @@ GUIDANCE_SCALE = 6.0
 # The pipeline's system message. Its source continues the string with "\" at
 # line ends, so each numbered item starts after nine spaces: they are part of
 # the text the model sees and of the 108-token crop.
-SYSTEM_MESSAGE = (
-    "You are a helpful assistant. Describe the video by detailing the following aspects:"
-    "         1. The main content and theme of the video."
-    "         2. The color, shape, size, texture, quantity, text, and spatial relationships of the objects."
-    "         3. Actions, events, behaviors temporal relationships, physical movement changes of the objects."
-    "         4. background environment, light, style and atmosphere."
-    "         5. camera angles, movements, and transitions used in the video."
-)
+SYSTEM_MESSAGE = defaults.SYSTEM_MESSAGE  # the text the tokenizer is trained on, nine-space runs included
 PROMPT_TEMPLATE_CROP_START = 108  # the pipeline's prompt_template_encode_start_idx
 
 QWEN_SPECIALS = [
@@ -150,30 +145,6 @@ def build_qwen_tokenizer():
         padding_side="right", chat_template=QWEN_CHAT_TEMPLATE,
     )
     return tokenizer
-
-
-def chat_prefix_length(tokenizer, system_message: str = SYSTEM_MESSAGE) -> int:
-    """How many tokens the chat template puts before the user's text: the right ``crop_start``.
-
-    Works for any tokenizer with a chat template: encode the pipeline's
-    conversation with two user texts that differ from their first character
-    and count the ids they share. For the tiny tokenizer here this is the
-    pipeline's hard-coded 108; run it on the real Qwen2.5-VL tokenizer to
-    check that value for a checkpoint.
-    """
-    ids = []
-    for text in ("x", "y"):
-        conversation = [{"role": "system", "content": system_message}, {"role": "user", "content": text}]
-        encoded = tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=True, return_dict=True
-        )
-        ids.append(list(encoded["input_ids"]))
-    shared = 0
-    for a, b in zip(*ids):
-        if a != b:
-            break
-        shared += 1
-    return shared
 
 
 def build_components(
