@@ -101,11 +101,12 @@ def main() -> None:
     cond = stages.run_encode(encoders, vae, image, PROMPT, NEGATIVE, width=width, height=height)
     for cache in ("first block cache", "taylorseer"):
         calls = []
-        handle = model.model.transformer_blocks[-1].ff.register_forward_hook(lambda *a: calls.append(1))
+        # the last block's query projection runs only when its attention is computed (not skipped or predicted)
+        handle = model.model.transformer_blocks[-1].attn.to_q.register_forward_hook(lambda *a: calls.append(1))
         stages.run_sample(model, cond, settings, cache=cache, cache_threshold=0.1)
         handle.remove()
         full = 2 * args.steps  # CFG: two transformer passes per step
-        print(f"  {cache}: last block ran {len(calls)} of {full} passes, {1 - len(calls) / full:.0%} skipped")
+        print(f"  {cache}: last block's attention ran {len(calls)} of {full} passes, {1 - len(calls) / full:.0%} skipped")
 
 
 if __name__ == "__main__":

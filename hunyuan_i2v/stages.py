@@ -27,6 +27,20 @@ from .shared.sampling import SamplingSettings, StepInfo, check_frames
 LATENT_INFO_KEY = "hunyuan_i2v"  # our entry in a LATENT dict: family, frames to drop at decode
 
 
+def gpu_bytes_for_encode(encoders, vae) -> int:
+    """Weight bytes the encode stage brings to the GPU (text encoders set to the CPU stay there)."""
+    return acceleration.module_bytes([vae.model] + ([] if encoders.run_on_cpu else encoders.modules()))
+
+
+def gpu_bytes_for_sample(transformer) -> int:
+    """Weight bytes sampling brings to the GPU at once (block offload streams them, so none up front)."""
+    return 0 if acceleration.has_group_offload(transformer.model) else acceleration.module_bytes([transformer.model])
+
+
+def gpu_bytes_for_decode(vae) -> int:
+    return acceleration.module_bytes([vae.model])
+
+
 @contextmanager
 def _oom_guard(stage: str):
     try:

@@ -232,16 +232,20 @@ def video_from_file(path: str | os.PathLike):
 
 # ---------------------------------------------------------------- previews
 
-def latent_previewer(device=None) -> Callable[[Any], Any] | None:
-    """A function turning a HunyuanVideo latent estimate into a progress-bar
-    preview, using ComfyUI's own previewer and latent colour factors."""
+# ComfyUI's latent format (colour factors for previews) per model family.
+_LATENT_FORMATS = {"hunyuan_video_13b": "HunyuanVideo", "hunyuan_video_15": "HunyuanVideo15"}
+
+
+def latent_previewer(device=None, family: str = "hunyuan_video_13b") -> Callable[[Any], Any] | None:
+    """A function turning a latent estimate into a progress-bar preview, using
+    ComfyUI's own previewer and the family's latent colour factors."""
     if not HAVE_COMFY:
         return None
     try:
         import latent_preview  # type: ignore
         from comfy import latent_formats  # type: ignore
 
-        latent_format = latent_formats.HunyuanVideo()
+        latent_format = getattr(latent_formats, _LATENT_FORMATS.get(family, ""))()
         previewer = latent_preview.get_previewer(device or torch_device(), latent_format)
     except Exception:  # noqa: BLE001 - previews are optional
         return None

@@ -40,8 +40,7 @@ class HunyuanI2VEncode:
         }
 
     def encode(self, text_encoders, vae, image, prompt, negative_prompt, resolution, width, height, unique_id=None):
-        on_gpu = [vae.model] + ([] if text_encoders.run_on_cpu else text_encoders.modules())
-        comfy.make_room_on_device(comfy.torch_device(), acceleration.module_bytes(on_gpu))
+        comfy.make_room_on_device(comfy.torch_device(), stages.gpu_bytes_for_encode(text_encoders, vae))
         cond = stages.run_encode(
             text_encoders, vae, image, prompt, negative_prompt, resolution, width, height,
             comfy.torch_device(), comfy.offload_device(),
@@ -94,15 +93,14 @@ class HunyuanI2VSample:
         send(_settings_text(settings, notes))
         bar = comfy.progress_bar(settings.steps)
         device = comfy.torch_device()
-        preview = comfy.latent_previewer(device)
+        preview = comfy.latent_previewer(device, model.family)
 
         def on_step(info: StepInfo):
             comfy.check_interrupt()
             bar.update_absolute(info.index + 1, info.total, preview(info.denoised) if preview else None)
 
         comfy.check_interrupt()
-        if not acceleration.has_group_offload(model.model):
-            comfy.make_room_on_device(device, acceleration.module_bytes([model.model]))
+        comfy.make_room_on_device(device, stages.gpu_bytes_for_sample(model))
         result = stages.run_sample(
             model, conditioning, requested, cache, cache_threshold, device, comfy.offload_device(), on_step
         )
@@ -137,7 +135,7 @@ class HunyuanI2VDecode:
         }
 
     def decode(self, vae, latent, tiling, tile_size, fps):
-        comfy.make_room_on_device(comfy.torch_device(), acceleration.module_bytes([vae.model]))
+        comfy.make_room_on_device(comfy.torch_device(), stages.gpu_bytes_for_decode(vae))
         frames = stages.run_decode(vae, latent, tiling, tile_size, comfy.torch_device(), comfy.offload_device())
         return (frames, comfy.make_video(frames, fps))
 

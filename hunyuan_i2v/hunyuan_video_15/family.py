@@ -64,8 +64,7 @@ def resolve_settings(transformer, requested: SamplingSettings) -> tuple[Sampling
     notes = []
     if requested.embedded_guidance:
         notes.append("embedded_guidance is ignored: HunyuanVideo-1.5 has no guidance embedder; use cfg_scale.")
-    if not requested.i2v_stability:
-        notes.append("i2v_stability is ignored: it belongs to the 13 B model's sampling.")
+    notes.append("i2v_stability is ignored: it belongs to the 13 B model's sampling.")
     if not requested.flow_shift and transformer.resolution is None and transformer.variant != defaults.STEP_DISTILLED:
         notes.append("flow_shift: the release's resolution is unknown, so the 720p value 7 is used (480p: 5).")
     cfg = requested.cfg_scale or reference["cfg_scale"]
