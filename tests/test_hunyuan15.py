@@ -279,3 +279,56 @@ def test_tokenizer_without_chat_template_gives_the_same_tokens(graph15):
         assert torch.equal(conditioning._tokenize(bare, prompt, **options)["input_ids"],
                            conditioning._tokenize(encoders.tokenizer, prompt, **options)["input_ids"])
     assert conditioning.system_prefix_length(bare) == conditioning.system_prefix_length(encoders.tokenizer)
+
+
+def test_vae_tiling_uses_the_tile_size_and_matches_untiled(models15_root):
+    """1.5's VAE names its tile settings differently from the 13 B one; decode in 64 px tiles ~ one piece."""
+    folder = models15_root / "diffusers" / "tiny15"
+    the_vae = loading.load_vae(folder, "fp32")
+    latent = {"samples": torch.randn(1, the_vae.latent_channels, 1, 6, 8, generator=torch.Generator().manual_seed(0))}
+    whole = stages.run_decode(the_vae, latent, tiling=False)
+    tiled = stages.run_decode(the_vae, latent, tiling=True, tile_size=64)
+    assert the_vae.model.use_tiling and the_vae.model.tile_sample_min_height == 64
+    assert the_vae.model.tile_latent_min_height == 4
+    assert tiled.shape == whole.shape == (1, 96, 128, 3)
+    with torch.no_grad():  # diffusers' own tiled decode in 64 px tiles gives the same frames
+        direct = the_vae.model.tiled_decode(latent["samples"])
+    direct = (direct / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0)
+    assert torch.allclose(tiled, direct, atol=1e-6) and not torch.allclose(tiled, whole, atol=1e-3)
+
+
+def test_block_offload_hooks_give_the_same_video(graph15):
+    """Block-level group offloading (diffusers' hooks) on the 1.5 transformer leaves the result unchanged."""
+    folder, model, _, _, cond = graph15
+    settings = SamplingSettings(seed=4, steps=2, num_frames=5, cfg_scale=6.0, flow_shift=5.0)
+    expected = stages.run_sample(model, cond, settings).latent["samples"]
+    offloaded = loading.load_model(folder, "fp32", offload_mode="block")
+    offloaded.model.enable_group_offload(onload_device=torch.device("cpu"), offload_device=torch.device("cpu"),
+                                         offload_type="block_level", num_blocks_per_group=1)
+    assert acceleration.has_group_offload(offloaded.model) and stages.gpu_bytes_for_sample(offloaded) == 0
+    assert torch.allclose(stages.run_sample(offloaded, cond, settings).latent["samples"], expected, atol=1e-6)
+
+
+def test_kohya_lora_for_1_5(graph15, tmp_path):
+    """kohya names (lora_down/lora_up/alpha) on Tencent's split q, k, v: alpha / rank is folded in."""
+    from safetensors.torch import save_file
+
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import lora_keys
+
+    _, model, _, _, _ = graph15
+    hidden = model.model.config.num_attention_heads * model.model.config.attention_head_dim
+    down, up = torch.randn(4, hidden), torch.randn(hidden, 4)
+    state = {"lora_unet_double_blocks_1_txt_attn_k.lora_down.weight": down,
+             "lora_unet_double_blocks_1_txt_attn_k.lora_up.weight": up,
+             "lora_unet_double_blocks_1_txt_attn_k.alpha": torch.tensor(2.0),
+             "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.randn(4, 8)}
+    converted, skipped = lora_keys.to_diffusers(state, model.model)
+    assert set(converted) == {"transformer_blocks.1.attn.add_k_proj.lora_A.weight",
+                              "transformer_blocks.1.attn.add_k_proj.lora_B.weight"}
+    assert torch.allclose(converted["transformer_blocks.1.attn.add_k_proj.lora_B.weight"], up * 0.5)
+    assert skipped == ["lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"]
+    path = tmp_path / "kohya15.safetensors"
+    save_file({k: v for k, v in state.items() if "lora_te" not in k}, str(path))
+    settings = SamplingSettings(seed=2, steps=1, num_frames=5, cfg_scale=1.0, flow_shift=5.0)
+    _, _, _, _, cond = graph15
+    assert torch.isfinite(stages.run_sample(loading.with_lora(model, path, 0.5), cond, settings).latent["samples"]).all()

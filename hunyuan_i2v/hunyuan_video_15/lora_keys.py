@@ -41,7 +41,7 @@ def _pairs(state: dict[str, torch.Tensor]) -> tuple[dict[str, dict], list[str]]:
                 skipped.append(key)
                 continue
             name = f"double_blocks.{index}.{_KOHYA_BLOCK_MODULES[module]}"
-        elif key.startswith("lora_unet_"):
+        elif key.startswith(("lora_unet_", "lora_te")):  # kohya keys outside the double blocks, text encoders
             skipped.append(key)
             continue
         else:
