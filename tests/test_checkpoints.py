@@ -105,3 +105,24 @@ def test_role_detection():
 def test_header_reading_needs_no_tensor_data(comfy_models):
     header = files.check_safetensors(comfy_models / "vae" / "tiny_vae.safetensors")
     assert json.loads(header["__metadata__"]["config"]) == {"norm_num_groups": 4}
+
+
+def test_fp8_scales_per_tensor_and_per_row_and_unsupported_blocks(tmp_path):
+    """ComfyUI's fp8 files: the old per-tensor "scale_weight" and the newer "weight_scale" (per tensor or per row)."""
+    from safetensors.torch import save_file
+
+    weight = torch.randn(4, 3)
+    fp8 = weight.to(torch.float8_e4m3fn)
+    row_scale = torch.tensor([1.0, 2.0, 0.5, 4.0])
+    save_file({
+        "a.weight": fp8, "a.scale_weight": torch.tensor(2.0), "scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn),
+        "b.weight": fp8.clone(), "b.weight_scale": row_scale, "b.comfy_quant": torch.zeros(3, dtype=torch.uint8),
+        "visual.x": torch.ones(2),
+    }, str(tmp_path / "q.safetensors"))
+    state = files.load_state_dict(tmp_path / "q.safetensors", torch.float32, skip=("visual.",))
+    assert set(state) == {"a.weight", "b.weight"}
+    assert torch.equal(state["a.weight"], fp8.float() * 2)
+    assert torch.equal(state["b.weight"], fp8.float() * row_scale[:, None])
+    save_file({"c.weight": fp8, "c.weight_scale": torch.ones(2, 2)}, str(tmp_path / "blocks.safetensors"))
+    with pytest.raises(ModelFileError, match="block-wise.*Use the fp16/bf16"):
+        files.load_state_dict(tmp_path / "blocks.safetensors", torch.float32)

@@ -11,7 +11,7 @@ What it does, all on 127.0.0.1 with bounded waits:
   (a symlink to this repository; the space and dash check that nothing in the
   pack depends on its folder name), empty input/output/user/temp folders, and
   an ``extra_model_paths.yaml`` pointing at the tiny models of the
-  ``models_root`` fixture; ComfyUI runs with ``--base-directory`` there, an
+  ``models_root`` (13 B) and ``models15_root`` (HunyuanVideo-1.5) fixtures; ComfyUI runs with ``--base-directory`` there, an
   in-memory database and ``PYTHONDONTWRITEBYTECODE=1``, so nothing is written
   into the ComfyUI checkout or this repository;
 * starts ``main.py --cpu`` on a free loopback port (and the WaveSpeed stand-in
@@ -20,11 +20,13 @@ What it does, all on 127.0.0.1 with bounded waits:
 * checks /object_info against the pack's NODE_CLASS_MAPPINGS and the server log
   for import errors; validates every ``workflows/*.json`` against /object_info;
   converts the local workflow (UI format) to an API prompt, runs it on the tiny
-  v2 and v1 models and decodes the saved MP4; runs a bad prompt (frames=10)
-  and checks the pack's message in /history; runs the WaveSpeed workflow
-  against the stand-in server. Two more short-lived servers check a ComfyUI
-  started with ``--preview-method auto`` and one whose models folder has only
-  ComfyUI's single files (no ``models/diffusers``).
+  13 B v2 and v1 models and on the tiny HunyuanVideo-1.5 (its diffusers folder,
+  and ComfyUI's single files) and decodes the saved MP4s; runs bad prompts
+  (frames=10; a 1.5 VAE in the 13 B graph) and checks the pack's messages in
+  /history; runs the WaveSpeed workflow against the stand-in server. Two more
+  short-lived servers check a ComfyUI started with ``--preview-method auto`` and
+  one whose models folder has only ComfyUI's single files (no
+  ``models/diffusers``), where the tokenizers must come from ComfyUI itself.
 
 Test infrastructure only: torchvision / torchaudio stand-ins. ComfyUI imports
 torchvision and torchaudio at start-up, and the package registries have no CPU
@@ -264,11 +266,13 @@ def _start_wavespeed_stand_in():
 
 
 @contextlib.contextmanager
-def comfy_server(models_root: Path, tmp_path_factory, extra_args: tuple = (), wavespeed: bool = True,
+def comfy_server(models_roots, tmp_path_factory, extra_args: tuple = (), wavespeed: bool = True,
                  folders: tuple = ("diffusion_models", "vae", "diffusers", "text_encoders", "clip_vision")):
     """A running ComfyUI with the pack in a fresh base directory; stopped on exit.
 
-    ``folders``: the model folders of ``models_root`` that ComfyUI gets (extra_model_paths.yaml)."""
+    ``models_roots``: one models folder or several (each one section of extra_model_paths.yaml);
+    ``folders``: the model folders of each that ComfyUI gets."""
+    roots = [Path(models_roots)] if isinstance(models_roots, (str, Path)) else [Path(r) for r in models_roots]
     comfy_path = Path(os.environ["COMFYUI_PATH"]).expanduser().resolve()
     assert (comfy_path / "main.py").is_file(), f"COMFYUI_PATH={comfy_path} has no main.py"
     python = os.environ.get("COMFYUI_PYTHON") or sys.executable
@@ -278,11 +282,12 @@ def comfy_server(models_root: Path, tmp_path_factory, extra_args: tuple = (), wa
         (base / sub).mkdir()
     (base / "custom_nodes" / PACK_FOLDER).symlink_to(ROOT, target_is_directory=True)
     model_paths = base / "extra_model_paths.yaml"
-    model_paths.write_text(
-        "hyv_tiny_models:\n"
-        f"    base_path: {json.dumps(str(models_root))}\n"
-        + "".join(f"    {kind}: {kind}/\n" for kind in folders if (models_root / kind).is_dir())
-    )
+    model_paths.write_text("".join(
+        f"hyv_tiny_models_{index}:\n"
+        f"    base_path: {json.dumps(str(root))}\n"
+        + "".join(f"    {kind}: {kind}/\n" for kind in folders if (root / kind).is_dir())
+        for index, root in enumerate(roots)
+    ))
 
     env = {k: v for k, v in os.environ.items()
            if k not in ("HUNYUAN_I2V_MODELS", "WAVESPEED_API_KEY_FILE", "WAVESPEED_API_KEY", "WAVESPEED_BASE_URL",
@@ -336,9 +341,37 @@ def comfy_server(models_root: Path, tmp_path_factory, extra_args: tuple = (), wa
             stand_in.stop()
 
 
+FULL_VOCAB_QWEN = "tiny_qwen25_full_vocab.safetensors"
+QWEN25_VL_VOCAB = 152064  # rows of Qwen2.5-VL-7B's embedding table (its tokenizer has 151,665 tokens)
+
+
 @pytest.fixture(scope="module")
-def comfy(models_root, tmp_path_factory):
-    with comfy_server(models_root, tmp_path_factory) as server:
+def full_vocab_root(models15_root, tmp_path_factory) -> Path:
+    """A models folder with text_encoders/tiny_qwen25_full_vocab.safetensors: the tiny Qwen2.5-VL single file
+    with its embedding table grown to the real model's 152,064 rows, so it takes ComfyUI's real Qwen2.5
+    tokenizer (comfy/text_encoders/qwen25_tokenizer) as well as the tiny diffusers folder's."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    source = models15_root / "text_encoders" / "tiny_qwen25.safetensors"
+    with safe_open(str(source), "pt") as handle:
+        metadata = handle.metadata()
+    state = load_file(str(source))
+    generator = torch.Generator().manual_seed(0)
+    for key in ("model.embed_tokens.weight", "lm_head.weight"):
+        table = state[key]
+        extra = torch.randn(QWEN25_VL_VOCAB - table.shape[0], table.shape[1], generator=generator) * table.std()
+        state[key] = torch.cat([table, extra.to(table.dtype)]).contiguous()
+    root = tmp_path_factory.mktemp("models15 full vocab")
+    (root / "text_encoders").mkdir()
+    save_file(state, str(root / "text_encoders" / FULL_VOCAB_QWEN), metadata=metadata)
+    return root
+
+
+@pytest.fixture(scope="module")
+def comfy(models_root, models15_root, full_vocab_root, tmp_path_factory):
+    with comfy_server((models_root, models15_root, full_vocab_root), tmp_path_factory) as server:
         yield server
 
 

@@ -120,24 +120,15 @@ def _part_of(model_key: str) -> tuple[str, str]:
 
 
 def _fill(model: torch.nn.Module, parts: dict[str, dict], source: str, part_of=_part_of) -> None:
-    mapped, missing = {}, []
-    for key in model.state_dict():
+    def tensor_for(key: str):
         part, inner = part_of(key)
         tensor = parts[part].get(inner)
         if tensor is None and part == "lm_head":
             # Only hidden states are used; the output head may be absent from the file.
             tensor = parts["text"]["embed_tokens.weight"]
-        if tensor is None:
-            missing.append(key)
-        else:
-            mapped[key] = tensor
-    if missing:
-        raise ModelFileError(
-            f"{source} lacks {len(missing)} tensors the model needs (e.g. {missing[:3]}); the file is incomplete "
-            "or a different model."
-        )
-    model.load_state_dict(mapped, assign=True, strict=True)
-    model.eval().requires_grad_(False)
+        return tensor
+
+    files.assign_weights(model, tensor_for, source)
 
 
 def load_single_files(

@@ -119,15 +119,17 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype = torch.bfloat1
     )
 
 
-def _read(path: Path, wanted_role: str, description: str, folder: str, dtype) -> tuple[dict, dict]:
+def _read(path: Path, wanted_role: str, description: str, folder: str, dtype, skip=()) -> tuple[dict, dict]:
     role = files.detect_role(files.tensor_keys(path))
     if role != wanted_role:
         raise files.wrong_role_error(path, role, description, folder)
-    return files.load_state_dict(path, dtype), files.metadata_config(path)
+    return files.load_state_dict(path, dtype, skip), files.metadata_config(path)
 
 
 def _qwen(path: Path, tokenizer, dtype):
-    state, overrides = _read(path, "qwen_text_encoder", "the Qwen2.5-VL text encoder", "text_encoders", dtype)
+    # Qwen's own vision tower and output head (about 1.6 B parameters) are not used: never read them.
+    state, overrides = _read(path, "qwen_text_encoder", "the Qwen2.5-VL text encoder", "text_encoders", dtype,
+                             skip=("visual.", "lm_head."))
     model = qwen_from_state(state, overrides, tokenizer.pad_token_id, f"'{path.name}'")
     check_vocabulary(tokenizer, model.config.vocab_size, "Qwen2.5-VL", f"'{path.name}'")
     return model
@@ -222,22 +224,8 @@ def siglip_from_state(state: dict, overrides: dict, source: str):
 
 
 def _fill(model: torch.nn.Module, state: dict, source: str) -> None:
-    """Take ``state``'s tensors as the model's weights, matching names with or without the model's outer prefix."""
-    mapped, missing = {}, []
-    for key in model.state_dict():
-        inner = key.split(".", 1)[1] if "." in key else key
-        tensor = state.get(key, state.get(inner))
-        if tensor is None:
-            missing.append(key)
-        else:
-            mapped[key] = tensor
-    if missing:
-        raise ModelFileError(
-            f"{source} lacks {len(missing)} tensors the model needs (e.g. {missing[:3]}); the file is incomplete "
-            "or a different model."
-        )
-    model.load_state_dict(mapped, assign=True, strict=True)
-    model.eval().requires_grad_(False)
+    """The file's names are the model's, with or without the model's outer prefix (``encoder.``, ``vision_model.``)."""
+    files.assign_weights(model, lambda key: state.get(key, state.get(key.split(".", 1)[-1])), source)
 
 
 def load_single_files(

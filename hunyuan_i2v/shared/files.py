@@ -152,13 +152,16 @@ def detect_role(keys) -> str | None:
     return None
 
 
-def load_state_dict(path: str | os.PathLike, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def load_state_dict(
+    path: str | os.PathLike, dtype: torch.dtype | None = None, skip: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
     """Load a safetensors file to CPU, strip wrapper prefixes, undo fp8 scaling, cast.
 
     ``dtype`` casts floating tensors (fp8 storage is upcast to it); None keeps
     stored dtypes except that fp8 becomes bfloat16 (fp8 cannot be computed in).
     Tensors are read and converted one at a time, so converting a 26 GB file
-    never holds the stored and the converted copy at once.
+    never holds the stored and the converted copy at once. Keys starting with
+    one of ``skip`` (after the wrapper prefix) are not read at all.
     """
     from safetensors import safe_open
 
@@ -172,18 +175,30 @@ def load_state_dict(path: str | os.PathLike, dtype: torch.dtype | None = None) -
         scales = {k[: -len("scale_weight")]: handle.get_tensor(k) for k in keys if k.endswith(".scale_weight")}
         scales.update({k[: -len("weight_scale")]: handle.get_tensor(k) for k in keys if k.endswith(".weight_scale")})
         for key in keys:
-            if key.endswith("scaled_fp8") or key.endswith(_QUANT_HINTS):
-                continue  # fp8 scales (applied below) and matmul hints (not used here)
+            if key.endswith("scaled_fp8") or key.endswith(_QUANT_HINTS) or key[len(prefix):].startswith(skip or "\0"):
+                continue  # fp8 scales (applied below), matmul hints (not used here), parts not wanted
             tensor = handle.get_tensor(key)
             if tensor.dtype in _FP8_DTYPES:
                 tensor = tensor.to(target)
                 scale = scales.get(key[: -len("weight")]) if key.endswith("weight") else None
                 if scale is not None:
-                    tensor = tensor * scale.to(target)
+                    tensor = tensor * _scale_shape(scale.to(target), tensor, path, key)
             elif dtype is not None and tensor.is_floating_point():
                 tensor = tensor.to(dtype)
             state[key[len(prefix):]] = tensor
     return state
+
+
+def _scale_shape(scale: torch.Tensor, weight: torch.Tensor, path, key: str) -> torch.Tensor:
+    """A per-tensor scale as it is; a per-output-row scale as a column, so it multiplies rows."""
+    if scale.numel() == 1:
+        return scale.reshape(())
+    if scale.numel() == weight.shape[0]:
+        return scale.reshape(-1, *([1] * (weight.ndim - 1)))
+    raise ModelFileError(
+        f"'{Path(path).name}' stores '{key}' in a quantization with {scale.numel()} scales for a {tuple(weight.shape)} "
+        "weight (block-wise), which this pack cannot read. Use the fp16/bf16 or fp8_scaled release of the file."
+    )
 
 
 _QUANT_HINTS = (".scale_weight", ".scale_input", ".weight_scale", ".input_scale", ".comfy_quant")
@@ -221,6 +236,28 @@ def build_with_weights(model_class, config: dict, state: dict[str, torch.Tensor]
         )
     model.load_state_dict(state, assign=True)
     return model.eval().requires_grad_(False)
+
+
+def assign_weights(model: torch.nn.Module, tensor_for, source: str) -> None:
+    """Give each of ``model``'s (meta) parameters the tensor ``tensor_for(name)`` returns, or name what is missing.
+
+    Used where a file's names differ from the transformers class's by a prefix or a
+    nesting that changes across library versions; the caller's lookup absorbs that.
+    """
+    mapped, missing = {}, []
+    for key in model.state_dict():
+        tensor = tensor_for(key)
+        if tensor is None:
+            missing.append(key)
+        else:
+            mapped[key] = tensor
+    if missing:
+        raise ModelFileError(
+            f"{source} lacks {len(missing)} tensors the model needs (e.g. {missing[:3]}); the file is incomplete "
+            "or a different model."
+        )
+    model.load_state_dict(mapped, assign=True, strict=True)
+    model.eval().requires_grad_(False)
 
 
 def wrong_role_error(path, role: str | None, wanted: str, folder: str) -> ModelFileError:
