@@ -193,7 +193,7 @@ def _scale_shape(scale: torch.Tensor, weight: torch.Tensor, path, key: str) -> t
     """A per-tensor scale as it is; a per-output-row scale as a column, so it multiplies rows."""
     if scale.numel() == 1:
         return scale.reshape(())
-    if scale.numel() == weight.shape[0]:
+    if tuple(scale.shape) in ((weight.shape[0],), (weight.shape[0], 1)):
         return scale.reshape(-1, *([1] * (weight.ndim - 1)))
     raise ModelFileError(
         f"'{Path(path).name}' stores '{key}' in a quantization with {scale.numel()} scales for a {tuple(weight.shape)} "
