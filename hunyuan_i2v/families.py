@@ -6,7 +6,6 @@ whose ``family`` module has the same functions; the stages call those.
 
 from __future__ import annotations
 
-import json
 from importlib import import_module
 from pathlib import Path
 
@@ -78,11 +77,6 @@ def of_file(path: Path) -> tuple[str | None, str | None, str | None]:
     return family_name, slot, role
 
 
-def of_path(path: Path) -> str | None:
-    path = Path(path)
-    return of_folder(path) if path.is_dir() else of_file(path)[0]
-
-
 def check_match(parts: list[tuple[str, object, tuple[str, ...]]]) -> None:
     """Refuse parts of different families wired together, naming the files the other family needs.
 
@@ -101,11 +95,3 @@ def check_match(parts: list[tuple[str, object, tuple[str, ...]]]) -> None:
                 f"{what} is {DISPLAY_NAMES[fam]} but {first_what} is {DISPLAY_NAMES[first_family]}: parts of "
                 f"different models cannot work together. Use {DISPLAY_NAMES[first_family]}'s files: {files_needed}."
             )
-
-
-def config_class_name(folder: Path, sub: str) -> str:
-    config = Path(folder) / sub / "config.json"
-    try:
-        return json.loads(config.read_text()).get("_class_name", "") if config.exists() else ""
-    except (OSError, json.JSONDecodeError):
-        return ""
