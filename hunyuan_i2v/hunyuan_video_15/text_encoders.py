@@ -79,14 +79,22 @@ def siglip_processor(image_size: int):
 
 
 def glyph_tokenizer(folder: Path | None = None):
-    """ByT5 reads bytes, so it needs no vocabulary; a folder adds the Glyph-ByT5 font and color tokens."""
-    from transformers import AutoTokenizer, ByT5Tokenizer
+    """ByT5 reads bytes, so it needs no vocabulary; a folder adds the Glyph-ByT5 font and color tokens.
+
+    Those extra tokens only matter for prompts that name them, so a folder that
+    cannot be read falls back to plain bytes rather than stopping the run.
+    """
+    import logging
+
+    from transformers import ByT5Tokenizer
 
     if folder is not None and Path(folder).is_dir():
         try:
-            return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            return ByT5Tokenizer.from_pretrained(str(folder), local_files_only=True)
         except Exception as exc:  # noqa: BLE001 - transformers raises many kinds here
-            raise ModelFileError(f"The ByT5 tokenizer in '{folder}' could not be read: {exc}") from exc
+            logging.getLogger(__name__).warning(
+                "The ByT5 tokenizer in '%s' could not be read (%s); reading glyph text as plain bytes.", folder, exc
+            )
     return ByT5Tokenizer()
 
 

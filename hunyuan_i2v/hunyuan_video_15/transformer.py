@@ -236,6 +236,10 @@ def load_single_file(path: str | Path, dtype: torch.dtype, distillation: str | N
         )
     config = infer_config({k: tuple(v.shape) for k, v in state.items()}, overrides)
     variant, resolution, notes = _release(overrides, distillation, source, config["use_meanflow"])
+    notes.append(
+        "Note: 1.5's image-to-video and text-to-video releases share every key, so the file cannot tell them apart. "
+        "If the video ignores your image, this is a *_t2v_* file: use an hunyuanvideo1.5_*_i2v_* one."
+    )
     if resolution in defaults.RESOLUTIONS:
         config["target_size"] = defaults.RESOLUTIONS[resolution]
     model = files.build_with_weights(
