@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from einops import rearrange
 
-from . import families
+from . import families, planner
 from .errors import UserInputError
 from .shared import acceleration, images, loras
 from .shared.sampling import SamplingSettings, StepInfo, check_frames
@@ -98,7 +98,9 @@ def run_sample(
     device: torch.device | None = None,
     offload_device: torch.device | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
+    free_memory: int | None = None,
 ) -> SampleResult:
+    """Sample; ``free_memory`` (bytes free on ``device``, None = unknown) drives the memory plan."""
     families.check_match([
         ("the model", transformer, ("transformer",)),
         ("the conditioning (its text encoders and VAE)", cond, ("text_encoders", "vae")),
@@ -108,6 +110,7 @@ def run_sample(
     check_frames(settings.num_frames)
     acceleration.check_cache(cache, cache_threshold)
     device = device or torch.device("cpu")
+    notes += plan_sample(transformer, cond, settings.num_frames, device, offload_device, free_memory)
     keep = transformer.offload_mode == "none"
     with _oom_guard("sample"), acceleration.on_device(
         [transformer.model], device, offload_device or torch.device("cpu"), keep=keep
@@ -122,6 +125,33 @@ def run_sample(
     return SampleResult(latent, settings, notes)
 
 
+def plan_sample(transformer, cond, num_frames: int, device, offload_device, free_memory: int | None) -> list[str]:
+    """The memory estimate before sampling; with offload mode "auto", pick and apply what fits."""
+    if transformer.offload_mode != "auto":
+        estimate = planner.sample_estimate(transformer, cond, num_frames)
+        text = estimate.describe(free_memory) if free_memory is not None else ""
+        tip = planner.advice(estimate, transformer, cond, num_frames, free_memory)
+        return [line for line in (text, tip) if line]
+    mode, fp8, estimate, why = planner.choose_sampling(transformer, cond, num_frames, free_memory)
+    if fp8 and not acceleration.is_fp8_stored(transformer.model):
+        acceleration.enable_fp8_storage(transformer.model, transformer.compute_dtype)
+    if mode == "block" and not acceleration.has_group_offload(transformer.model) and device.type != "cpu":
+        acceleration.enable_block_offload(transformer.model, device, offload_device or torch.device("cpu"))
+    # fp8 storage and block offload stay on this loaded model for later runs (neither can be undone in place).
+    return [why]
+
+
+def plan_decode(vae, latent_shape, tiling: bool, tile_size: int | None, free_memory: int | None):
+    """(tiling, tile size, notes): tile size 0 means "auto", the largest tile that fits (or none)."""
+    if tile_size == 0:
+        tiling, tile_size, _, why = planner.choose_tile(vae, latent_shape, free_memory if tiling else None)
+        return tiling, tile_size, [why]
+    estimate = planner.decode_estimate(vae, latent_shape, tiling, tile_size)
+    notes = [estimate.describe(free_memory)] if free_memory is not None else []
+    tip = planner.advice(estimate, free=free_memory)
+    return tiling, tile_size, notes + ([tip] if tip else [])
+
+
 def run_decode(
     vae,
     latent: dict,
@@ -129,8 +159,13 @@ def run_decode(
     tile_size: int | None = None,
     device: torch.device | None = None,
     offload_device: torch.device | None = None,
+    free_memory: int | None = None,
+    notes: list | None = None,
 ) -> torch.Tensor:
-    """A LATENT (unscaled [1, C, f, h, w]) -> IMAGE frames [F, H, W, 3] in 0..1."""
+    """A LATENT (unscaled [1, C, f, h, w]) -> IMAGE frames [F, H, W, 3] in 0..1.
+
+    ``tile_size`` 0 picks the tile from the memory plan; what was decided is appended to ``notes``.
+    """
     if not isinstance(latent, dict) or "samples" not in latent:
         raise UserInputError("latent must be a LATENT from the HunyuanVideo I2V sampler.")
     latents = latent["samples"]
@@ -152,6 +187,9 @@ def run_decode(
             "decode with the VAE of the model that sampled it."
         )
     drop = int(info.get("drop_frames", 0))
+    tiling, tile_size, plan_notes = plan_decode(vae, tuple(latents.shape), tiling, tile_size, free_memory)
+    if notes is not None:
+        notes.extend(plan_notes)
     vae.set_tiling(tiling, tile_size)
     device = device or torch.device("cpu")
     with _oom_guard("decode"), acceleration.on_device([vae.model], device, offload_device or torch.device("cpu")):

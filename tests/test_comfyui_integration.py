@@ -11,9 +11,10 @@ What it does, all on 127.0.0.1 with bounded waits:
   (a symlink to this repository; the space and dash check that nothing in the
   pack depends on its folder name), empty input/output/user/temp folders, and
   an ``extra_model_paths.yaml`` pointing at the tiny models of the
-  ``models_root`` (13 B) and ``models15_root`` (HunyuanVideo-1.5) fixtures; ComfyUI runs with ``--base-directory`` there, an
-  in-memory database and ``PYTHONDONTWRITEBYTECODE=1``, so nothing is written
-  into the ComfyUI checkout or this repository;
+  ``models_root`` (13 B) and ``models15_root`` (HunyuanVideo-1.5) fixtures;
+  ComfyUI runs with ``--base-directory`` there, an in-memory database and
+  ``PYTHONDONTWRITEBYTECODE=1``, so nothing is written into the ComfyUI
+  checkout or this repository;
 * starts ``main.py --cpu`` on a free loopback port (and the WaveSpeed stand-in
   server, when the pack has it, with WAVESPEED_BASE_URL / WAVESPEED_API_KEY
   set for ComfyUI only), and stops both in the fixture's teardown;
@@ -36,7 +37,10 @@ cannot import one of them, the test writes a minimal stand-in package for it
 into the temporary base directory and puts that on the ComfyUI process's
 PYTHONPATH (nothing is installed anywhere): any ``torchvision.*`` /
 ``torchaudio.*`` import succeeds, and calling anything from it raises. The
-nodes this pack's workflows use never call them.
+nodes this pack's workflows use never call them; transformers would (SigLIP's
+image processor, which HunyuanVideo-1.5 uses, resizes with torchvision when it
+finds it), so a ``sitecustomize.py`` beside the stand-ins tells transformers
+that torchvision is absent, and it uses its PIL processors instead.
 """
 
 from __future__ import annotations
@@ -241,6 +245,25 @@ __getattr__ = _module_getattr("{name}")
 '''
 
 
+# With the torchvision stand-in on the path, transformers takes it for the real package and sends images
+# through it: SiglipImageProcessor (HunyuanVideo-1.5's vision encoder) resizes with torchvision. This
+# sitecustomize, next to the stand-ins, tells transformers there is no torchvision, so it uses its PIL
+# processors, as it does wherever torchvision is not installed (the pytest side, for one).
+HIDE_TORCHVISION_SOURCE = '''"""Written by tests/test_comfyui_integration.py (test infrastructure only): torchvision
+here is a stand-in that imports but cannot run, so transformers must not pick its torchvision backends."""
+try:
+    import transformers.utils as _utils
+    import transformers.utils.import_utils as _import_utils
+except Exception:  # no transformers: nothing to tell
+    pass
+else:
+    def is_torchvision_available():
+        return False
+
+    _utils.is_torchvision_available = _import_utils.is_torchvision_available = is_torchvision_available
+'''
+
+
 def _stand_ins_needed(python: str, cwd: Path, env: dict) -> list[str]:
     """torchvision / torchaudio that ``python`` cannot import."""
     script = ("import importlib, sys\n"
@@ -300,6 +323,8 @@ def comfy_server(models_roots, tmp_path_factory, extra_args: tuple = (), wavespe
         for name in stand_ins:
             (stubs / name).mkdir(parents=True)
             (stubs / name / "__init__.py").write_text(STUB_SOURCE.replace("{name}", name))
+        if "torchvision" in stand_ins:
+            (stubs / "sitecustomize.py").write_text(HIDE_TORCHVISION_SOURCE)
         env["PYTHONPATH"] = str(stubs)
 
     stand_in, stand_in_reason = _start_wavespeed_stand_in() if wavespeed else (None, "not started for this server")
@@ -959,7 +984,7 @@ def test_local_workflow_runs_on_tiny_hunyuan_video_15(layout, comfy, start_image
 
 
 def test_hunyuan_video_15_single_files_pick_comfyuis_tokenizer_first(comfy, start_image):
-    """tiny_qwen25.safetensors embeds only the tiny tokenizer's 525 ids. Where ComfyUI ships its Qwen2.5
+    """tiny_qwen25.safetensors embeds only the tiny tokenizer's few hundred ids. Where ComfyUI ships its Qwen2.5
     tokenizer the pack takes that one before models/diffusers, and must refuse the pair with its own message;
     where it does not, the tiny15 diffusers folder's tokenizer is used and the prompt runs."""
     prompt = tiny15_prompt(comfy, "single files", start_image, text_encoder="tiny_qwen25.safetensors")
@@ -1080,8 +1105,7 @@ def test_single_file_text_encoders_use_comfyui_tokenizers(single_file_comfy):
     set_inputs(prompt, info, "HunyuanI2VSample", seed=0, steps=2, frames=5)
     entry = server.run(prompt)
     failures = " | ".join(str(e.get("exception_message")) for e in errors_in(entry))
-    bundled = Path(os.environ["COMFYUI_PATH"]).expanduser() / "comfy" / "text_encoders" / "llama_tokenizer"
-    if not (bundled / "tokenizer.json").exists():
+    if not comfyui_ships("text_encoders/llama_tokenizer"):
         # Looked in ComfyUI's folder, which this checkout has without its Git LFS file: the message names it.
         assert "looked in" in failures and "llama_tokenizer" in failures, failures
         pytest.skip("this ComfyUI checkout lacks comfy/text_encoders/llama_tokenizer/tokenizer.json (Git LFS)")

@@ -60,13 +60,12 @@ class TextEncoders:
 
 
 def _image_processor_class():
-    # SiglipImageProcessor needs torchvision in transformers 5; its PIL twin does the same without it.
-    from transformers.utils import is_torchvision_available
-
-    if is_torchvision_available():
-        from transformers import SiglipImageProcessor as cls
-    else:
+    """SigLIP's PIL image processor: the same preprocessing, without torchvision (which the pack does not need,
+    and which can be installed yet broken beside a CPU torch)."""
+    try:
         from transformers import SiglipImageProcessorPil as cls
+    except ImportError:  # transformers 4: the class is PIL-based already
+        from transformers import SiglipImageProcessor as cls
     return cls
 
 
@@ -138,9 +137,11 @@ def _qwen(path: Path, tokenizer, dtype):
     # Qwen's own vision tower and output head (about 1.6 B parameters) are not used: never read them.
     state, overrides = _read(path, "qwen_text_encoder", "the Qwen2.5-VL text encoder", "text_encoders", dtype,
                              skip=("visual.", "lm_head."))
-    model = qwen_from_state(state, overrides, tokenizer.pad_token_id, f"'{path.name}'")
-    check_vocabulary(tokenizer, model.config.vocab_size, "Qwen2.5-VL", f"'{path.name}'")
-    return model
+    # Before building: a tokenizer with more tokens than the table would fail inside transformers first.
+    table = state.get("model.embed_tokens.weight", state.get("embed_tokens.weight"))
+    if table is not None:
+        check_vocabulary(tokenizer, table.shape[0], "Qwen2.5-VL", f"'{path.name}'")
+    return qwen_from_state(state, overrides, tokenizer.pad_token_id, f"'{path.name}'")
 
 
 def qwen_from_state(state: dict, overrides: dict, pad_token_id, source: str):

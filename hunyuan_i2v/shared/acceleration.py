@@ -42,6 +42,7 @@ FAMILIES_WITH_MASK = ("hunyuan_video_15",)
 
 OFFLOAD_MODES = {
     "model": "whole model on the GPU while it runs, back to CPU RAM after (default)",
+    "auto": "at each run, the fastest of model offload, fp8 storage and block offload that fits the free GPU memory",
     "none": "stays on the GPU between runs (fastest repeat runs, most VRAM)",
     "block": "blocks stream to the GPU one group at a time (least VRAM, slower)",
 }
@@ -60,6 +61,11 @@ def enable_fp8_storage(model: torch.nn.Module, compute_dtype: torch.dtype) -> No
     if not hasattr(torch, "float8_e4m3fn"):
         raise UserInputError("This PyTorch has no float8 support; turn fp8 storage off or update PyTorch.")
     model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+
+
+def is_fp8_stored(model: torch.nn.Module) -> bool:
+    return any(p.dtype in (getattr(torch, "float8_e4m3fn", None), getattr(torch, "float8_e5m2", None))
+               for p in model.parameters())
 
 
 def enable_fp8_storage_text_encoders(encoders, compute_dtype: torch.dtype) -> None:

@@ -1,0 +1,152 @@
+"""The memory planner: its arithmetic, and its activation estimates against PyTorch's profiler on the CPU."""
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from hyv_pack.hunyuan_i2v import loading, planner
+from hyv_pack.hunyuan_i2v.hunyuan_video_13b import memory as memory13
+from hyv_pack.hunyuan_i2v.hunyuan_video_15 import memory as memory15
+
+
+def allocated_peak(fn) -> int:
+    """Peak of tensor bytes allocated while ``fn`` runs (allocations minus frees, in time order)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    current = peak = 0
+    for event in events:
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak
+
+
+@pytest.mark.parametrize("frames,height,width", [(1, 6, 8), (2, 12, 16), (3, 16, 24)])
+def test_hunyuan15_step_estimate_matches_measured_peak(frames, height, width):
+    from diffusers import HunyuanVideo15Transformer3DModel
+
+    torch.manual_seed(0)
+    model = HunyuanVideo15Transformer3DModel(
+        in_channels=9, out_channels=4, num_attention_heads=4, attention_head_dim=64, num_layers=2,
+        num_refiner_layers=2, text_embed_dim=32, text_embed_2_dim=16, image_embed_dim=24, rope_axes_dim=(16, 24, 24),
+    ).eval()
+    text = 600
+    inputs = dict(
+        hidden_states=torch.randn(1, 9, frames, height, width), timestep=torch.tensor([500.0]),
+        encoder_hidden_states=torch.randn(1, text, 32),
+        encoder_attention_mask=torch.cat([torch.ones(1, 40), torch.zeros(1, text - 40)], 1),
+        encoder_hidden_states_2=torch.randn(1, memory15.GLYPH_TOKENS, 16),
+        encoder_attention_mask_2=torch.zeros(1, memory15.GLYPH_TOKENS),
+        image_embeds=torch.randn(1, memory15.SIGLIP_TOKENS, 24),
+    )
+    with torch.no_grad():
+        measured = allocated_peak(lambda: model(**inputs))
+    estimate = memory15.transformer_step_bytes(model.config, frames * height * width, text, 4)
+    assert abs(estimate - measured) <= 0.15 * measured, (estimate, measured)
+
+
+@pytest.mark.parametrize("frames,height,width", [(1, 12, 16), (2, 24, 32), (3, 32, 48)])
+def test_hunyuan13b_step_estimate_matches_measured_peak(frames, height, width):
+    from diffusers import HunyuanVideoTransformer3DModel
+
+    torch.manual_seed(0)
+    model = HunyuanVideoTransformer3DModel(
+        in_channels=16, out_channels=16, num_attention_heads=4, attention_head_dim=64, num_layers=2,
+        num_single_layers=2, num_refiner_layers=2, text_embed_dim=32, pooled_projection_dim=16,
+        rope_axes_dim=(16, 24, 24), image_condition_type="token_replace",
+    ).eval()
+    text = 300
+    inputs = dict(
+        hidden_states=torch.randn(1, 16, frames, height, width), timestep=torch.tensor([500.0]),
+        encoder_hidden_states=torch.randn(1, text, 32),
+        encoder_attention_mask=torch.cat([torch.ones(1, 60), torch.zeros(1, text - 60)], 1),
+        pooled_projections=torch.randn(1, 16), guidance=torch.tensor([6000.0]),
+    )
+    with torch.no_grad():
+        measured = allocated_peak(lambda: model(**inputs))
+    estimate = memory13.transformer_step_bytes(model.config, frames * height * width // 4, text, 4)
+    assert abs(estimate - measured) <= 0.15 * measured, (estimate, measured)
+
+
+@pytest.mark.parametrize("family", ["hunyuan_video_15", "hunyuan_video_13b"])
+@pytest.mark.parametrize("tile", [None, 64, 96])
+def test_decode_estimate_matches_measured_peak(family, tile):
+    from diffusers import AutoencoderKLHunyuanVideo, AutoencoderKLHunyuanVideo15
+
+    from hyv_pack.hunyuan_i2v.hunyuan_video_13b.vae import HunyuanVideoVAE
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15.vae import HunyuanVideo15VAE
+
+    torch.manual_seed(0)
+    if family == "hunyuan_video_15":
+        vae = HunyuanVideo15VAE(AutoencoderKLHunyuanVideo15(
+            latent_channels=8, block_out_channels=(16, 32, 32, 64, 64), layers_per_block=1).eval(), "random", family)
+        latents = torch.randn(1, 8, 2, 6, 10)
+    else:
+        vae = HunyuanVideoVAE(AutoencoderKLHunyuanVideo(
+            latent_channels=8, block_out_channels=(16, 32, 32, 64), layers_per_block=1, norm_num_groups=8).eval(),
+            "random", family)
+        latents = torch.randn(1, 8, 2, 12, 20)
+    vae.set_tiling(tile is not None, tile)
+    with torch.no_grad():
+        measured = allocated_peak(lambda: vae.decode(latents))
+    estimate = planner.decode_estimate(vae, latents.shape, tile is not None, tile).activations
+    assert abs(estimate - measured) <= 0.15 * measured, (estimate, measured)
+
+
+# ---------------------------------------------------------------- arithmetic and choices
+
+def six_block_model(dtype=torch.bfloat16):
+    """A 1.5 transformer with enough blocks for block offload to matter (no forward is run)."""
+    from diffusers import HunyuanVideo15Transformer3DModel
+
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15.transformer import HunyuanVideo15Transformer
+
+    model = HunyuanVideo15Transformer3DModel(
+        in_channels=9, out_channels=4, num_attention_heads=4, attention_head_dim=64, num_layers=6,
+        num_refiner_layers=1, text_embed_dim=32, text_embed_2_dim=16, image_embed_dim=24, rope_axes_dim=(16, 24, 24),
+    ).to(dtype)
+    return HunyuanVideo15Transformer(model, "hunyuan_video_15", "i2v", "random", dtype)
+
+
+def test_fp8_and_block_offload_shrink_the_weights_on_the_gpu():
+    from hyv_pack.hunyuan_i2v.shared import acceleration
+
+    model = six_block_model()
+    full = planner.transformer_weights_on_gpu(model, "model", False)
+    assert full == sum(p.numel() * 2 for p in model.model.parameters())
+    fp8 = planner.transformer_weights_on_gpu(model, "model", True)
+    block = planner.transformer_weights_on_gpu(model, "block", False)
+    both = planner.transformer_weights_on_gpu(model, "block", True)
+    assert full > fp8 > both and full > block > both
+    acceleration.enable_fp8_storage(model.model, torch.bfloat16)
+    assert planner.weight_bytes([model.model]) == pytest.approx(fp8, rel=0.01)  # what diffusers stores, give or take a bias
+
+
+def test_choices_go_from_fastest_to_smallest(models15_root):
+    from hyv_pack.hunyuan_i2v import stages
+    from conftest import test_image
+
+    folder = models15_root / "diffusers" / "tiny15"
+    model = six_block_model(torch.float32)
+    vae = loading.load_vae(folder, "fp32")
+    encoders = loading.load_text_encoders(loading.TextEncoderSources(folder=folder), "fp32", device="cpu")
+    image, _ = test_image(48, 64)
+    cond = stages.run_encode(encoders, vae, image, "a cat", "", width=64, height=48)
+    estimates = {(m, f): planner.sample_estimate(model, cond, 9, m, f) for m, f, _ in planner.SAMPLING_PRESETS}
+    roomy = planner.choose_sampling(model, cond, 9, None)
+    assert roomy[:2] == ("model", False)
+    just = estimates[("model", True)].total / planner.HEADROOM + 1
+    mode, fp8, _, why = planner.choose_sampling(model, cond, 9, int(just))
+    assert (mode, fp8) == ("model", True) and "fp8" in why
+    tight = estimates[("block", True)].total / planner.HEADROOM + 1
+    assert planner.choose_sampling(model, cond, 9, int(tight))[:2] == ("block", True)
+    none_fit = planner.choose_sampling(model, cond, 9, 1000)
+    assert "lower the resolution" in none_fit[3]
+    text = planner.advice(estimates[("model", False)], model, cond, 9, int(just))
+    assert "fp8_storage on" in text
+
+    latent_shape = (1, vae.latent_channels, 31, 30, 53)  # 121 frames, 480 x 848
+    whole = planner.decode_estimate(vae, latent_shape, False, None)
+    tiling, tile, estimate, why = planner.choose_tile(vae, latent_shape, int(whole.total / planner.HEADROOM) - 1)
+    assert tiling and tile in planner.TILE_SIZES and estimate.total < whole.total and "tiles" in why
+    assert planner.choose_tile(vae, latent_shape, None)[:2] == (False, None)
