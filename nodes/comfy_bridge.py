@@ -208,6 +208,25 @@ def make_room_on_device(device, bytes_needed: int) -> None:
             pass
 
 
+def free_memory(device) -> int | None:
+    """Bytes free on ``device`` as ComfyUI counts them (its own cache included); None on the CPU."""
+    if getattr(device, "type", "cpu") == "cpu":
+        return None
+    if HAVE_COMFY:
+        try:
+            return int(_mm.get_free_memory(device))
+        except Exception:  # noqa: BLE001 - fall back to the driver's figure
+            pass
+    try:
+        import torch
+
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+    except Exception:  # noqa: BLE001
+        pass
+    return None
+
+
 # ---------------------------------------------------------------- video type
 
 def make_video(frames, fps: float):
