@@ -27,7 +27,7 @@ def _memory(family: str):
 
 
 def gib(n: int) -> str:
-    return f"{n / GIB:.1f} GB"
+    return f"{n / GIB:.2f} GB" if n < GIB else f"{n / GIB:.1f} GB"
 
 
 @dataclass
