@@ -21,17 +21,8 @@ def allocated_peak(fn) -> int:
     return peak
 
 
-@pytest.mark.parametrize("frames,height,width", [(1, 6, 8), (2, 12, 16), (3, 16, 24)])
-def test_hunyuan15_step_estimate_matches_measured_peak(frames, height, width):
-    from diffusers import HunyuanVideo15Transformer3DModel
-
-    torch.manual_seed(0)
-    model = HunyuanVideo15Transformer3DModel(
-        in_channels=9, out_channels=4, num_attention_heads=4, attention_head_dim=64, num_layers=2,
-        num_refiner_layers=2, text_embed_dim=32, text_embed_2_dim=16, image_embed_dim=24, rope_axes_dim=(16, 24, 24),
-    ).eval()
-    text = 600
-    inputs = dict(
+def hunyuan15_inputs(frames, height, width, text=600):
+    return dict(
         hidden_states=torch.randn(1, 9, frames, height, width), timestep=torch.tensor([500.0]),
         encoder_hidden_states=torch.randn(1, text, 32),
         encoder_attention_mask=torch.cat([torch.ones(1, 40), torch.zeros(1, text - 40)], 1),
@@ -39,10 +30,37 @@ def test_hunyuan15_step_estimate_matches_measured_peak(frames, height, width):
         encoder_attention_mask_2=torch.zeros(1, memory15.GLYPH_TOKENS),
         image_embeds=torch.randn(1, memory15.SIGLIP_TOKENS, 24),
     )
+
+
+def allocated_peak_of_model(model, frames, height, width):
+    inputs = hunyuan15_inputs(frames, height, width)
+    with torch.no_grad():
+        return allocated_peak(lambda: model(**inputs))
+
+
+@pytest.mark.parametrize("frames,height,width", [(1, 6, 8), (2, 12, 16), (3, 16, 24)])
+def test_hunyuan15_step_estimate_matches_measured_peak(frames, height, width):
+    """The pack's key-mask attention (and, for comparison, diffusers' own processor with its S x S mask)."""
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15.attention import use_key_mask_attention
+
+    from diffusers import HunyuanVideo15Transformer3DModel
+
+    torch.manual_seed(0)
+    model = HunyuanVideo15Transformer3DModel(
+        in_channels=9, out_channels=4, num_attention_heads=4, attention_head_dim=64, num_layers=2,
+        num_refiner_layers=2, text_embed_dim=32, text_embed_2_dim=16, image_embed_dim=24, rope_axes_dim=(16, 24, 24),
+    ).eval()
+    dense = allocated_peak_of_model(model, frames, height, width)
+    use_key_mask_attention(model)
+    text = 600
+    inputs = hunyuan15_inputs(frames, height, width, text)
     with torch.no_grad():
         measured = allocated_peak(lambda: model(**inputs))
     estimate = memory15.transformer_step_bytes(model.config, frames * height * width, text, 4)
     assert abs(estimate - measured) <= 0.15 * measured, (estimate, measured)
+    # diffusers' own processor: the same plus its S x S mask
+    dense_estimate = memory15.transformer_step_bytes(model.config, frames * height * width, text, 4, dense_mask=True)
+    assert abs(dense_estimate - dense) <= 0.15 * dense, (dense_estimate, dense)
 
 
 @pytest.mark.parametrize("frames,height,width", [(1, 12, 16), (2, 24, 32), (3, 32, 48)])

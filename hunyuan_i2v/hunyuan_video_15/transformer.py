@@ -22,6 +22,7 @@ from ..errors import ModelFileError
 from ..shared import files
 from ..shared.transformer import LoadedTransformer
 from . import defaults
+from .attention import use_key_mask_attention
 
 # What tensor shapes cannot tell: the real model's values, overridable per file
 # through a JSON "config" entry in the safetensors metadata.
@@ -245,6 +246,7 @@ def load_single_file(path: str | Path, dtype: torch.dtype, distillation: str | N
     model = files.build_with_weights(
         HunyuanVideo15Transformer3DModel, config, original_to_diffusers(state), source, "HunyuanVideo-1.5 transformer"
     )
+    use_key_mask_attention(model)
     return HunyuanVideo15Transformer(model, defaults.NAME, variant, source, dtype, notes, resolution=resolution)
 
 
@@ -261,6 +263,7 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype, distillation: 
         raise ModelFileError(f"{source} holds a {config.get('task_type')} transformer; use the image-to-video one.")
     variant, resolution, notes = _release({}, distillation, source, bool(config.get("use_meanflow")), config)
     model = HunyuanVideo15Transformer3DModel.from_pretrained(sub, dtype=dtype)
+    use_key_mask_attention(model)
     return HunyuanVideo15Transformer(
         model.eval().requires_grad_(False), defaults.NAME, variant, source, dtype, notes, resolution=resolution
     )
