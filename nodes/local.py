@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..hunyuan_i2v import stages
 from ..hunyuan_i2v.families import DISPLAY_NAMES
 from ..hunyuan_i2v.hunyuan_video_13b.conditioning import DEFAULT_NEGATIVE_PROMPT
-from ..hunyuan_i2v.shared import acceleration, images
-from ..hunyuan_i2v.shared.sampling import MAX_SEED, SamplingSettings, StepInfo
+from ..hunyuan_i2v.shared import acceleration, images, sampling, video
+from ..hunyuan_i2v.shared.sampling import SamplingSettings, StepInfo
 from . import comfy_bridge as comfy
 from .types import CATEGORY, CONDITIONING, MODEL, TEXT_ENCODERS, VAE
 
@@ -67,12 +67,12 @@ class HunyuanI2VSample:
             "required": {
                 "model": (MODEL,),
                 "conditioning": (CONDITIONING,),
-                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
-                "steps": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip": "0 = the model's default (50; 8 for 1.5 step-distilled)."}),
-                "frames": ("INT", {"default": 121, "min": 1, "max": 1025, "step": 4, "tooltip": "4n+1 frames: 121 (HunyuanVideo-1.5) or 129 (13 B) at 24 fps. 13 B v1 models return 4 fewer (the reference drops its first 4 decoded frames)."}),
-                "flow_shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip": "0 = the model's default (1.5: 5 at 480p, 7 at 720p and step-distilled; 13 B: 7 with i2v stability, 17 without)."}),
-                "embedded_guidance": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": "13 B v2 only (0 = 6.0); other models ignore it."}),
-                "cfg_scale": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": "Classifier-free guidance with the negative prompt; 0 = the model's default (1.5 I2V: 6; distilled: 1; 13 B: 1). Above 1 doubles the work; 1 = off."}),
+                "seed": ("INT", {"default": 0, "min": sampling.SEED_RANGE[0], "max": sampling.SEED_RANGE[1], "control_after_generate": True}),
+                "steps": ("INT", {"default": 0, "min": sampling.STEPS_RANGE[0], "max": sampling.STEPS_RANGE[1], "tooltip": "0 = the model's default (50; 8 for 1.5 step-distilled)."}),
+                "frames": ("INT", {"default": 121, "min": sampling.FRAMES_RANGE[0], "max": sampling.FRAMES_RANGE[1], "step": 4, "tooltip": "4n+1 frames: 121 (HunyuanVideo-1.5) or 129 (13 B) at 24 fps. 13 B v1 models return 4 fewer (the reference drops its first 4 decoded frames)."}),
+                "flow_shift": ("FLOAT", {"default": 0.0, "min": sampling.FLOW_SHIFT_RANGE[0], "max": sampling.FLOW_SHIFT_RANGE[1], "step": 0.1, "tooltip": "0 = the model's default (1.5: 5 at 480p, 7 at 720p and step-distilled; 13 B: 7 with i2v stability, 17 without)."}),
+                "embedded_guidance": ("FLOAT", {"default": 0.0, "min": sampling.GUIDANCE_RANGE[0], "max": sampling.GUIDANCE_RANGE[1], "step": 0.1, "tooltip": "13 B v2 only (0 = 6.0); other models ignore it."}),
+                "cfg_scale": ("FLOAT", {"default": 0.0, "min": sampling.CFG_SCALE_RANGE[0], "max": sampling.CFG_SCALE_RANGE[1], "step": 0.1, "tooltip": "Classifier-free guidance with the negative prompt; 0 = the model's default (1.5 I2V: 6; distilled: 1; 13 B: 1). Above 1 doubles the work; 1 = off."}),
                 "i2v_stability": ("BOOLEAN", {"default": True, "tooltip": "13 B only: start from noise leaning 0.1% towards the image for steadier motion."}),
                 "cache": (list(acceleration.CACHE_MODES), {"default": "off", "tooltip": "Skip work on steps that change little: faster, slightly different video."}),
                 "cache_threshold": ("FLOAT", {"default": 0.1, "min": acceleration.CACHE_THRESHOLD_RANGE[0], "max": acceleration.CACHE_THRESHOLD_RANGE[1], "step": 0.01, "tooltip": "First block cache only: higher is faster and looser (0.05-0.15)."}),
@@ -102,8 +102,10 @@ class HunyuanI2VSample:
         comfy.check_interrupt()
         comfy.make_room_on_device(device, stages.gpu_bytes_for_sample(model))
         result = stages.run_sample(
-            model, conditioning, requested, cache, cache_threshold, device, comfy.offload_device(), on_step
+            model, conditioning, requested, cache, cache_threshold, device, comfy.offload_device(), on_step,
+            free_memory=comfy.free_memory(device),
         )
+        send(_settings_text(result.settings, result.notes))  # with the memory plan and what "auto" picked
         return (result.latent,)
 
 
@@ -129,14 +131,21 @@ class HunyuanI2VDecode:
                 "vae": (VAE,),
                 "latent": ("LATENT",),
                 "tiling": ("BOOLEAN", {"default": True, "tooltip": "Decode in overlapping tiles; turn off only with memory to spare."}),
-                "tile_size": ("INT", {"default": 256, "min": 64, "max": 1024, "step": 32, "tooltip": "Tile edge in pixels; lower it if decode runs out of memory."}),
-                "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 1.0, "tooltip": "Frame rate of the VIDEO output (both models are trained at 24)."}),
-            }
+                "tile_size": ("INT", {"default": 256, "min": 0, "max": 1024, "step": 32, "tooltip": "Tile edge in pixels; lower it if decode runs out of memory. 0 = auto: no tiles if the video fits the free GPU memory, else the largest tile that does."}),
+                "fps": ("FLOAT", {"default": 24.0, "min": video.FPS_RANGE[0], "max": video.FPS_RANGE[1], "step": 1.0, "tooltip": "Frame rate of the VIDEO output (both models are trained at 24)."}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def decode(self, vae, latent, tiling, tile_size, fps):
-        comfy.make_room_on_device(comfy.torch_device(), stages.gpu_bytes_for_decode(vae))
-        frames = stages.run_decode(vae, latent, tiling, tile_size, comfy.torch_device(), comfy.offload_device())
+    def decode(self, vae, latent, tiling, tile_size, fps, unique_id=None):
+        device = comfy.torch_device()
+        comfy.make_room_on_device(device, stages.gpu_bytes_for_decode(vae))
+        notes: list[str] = []
+        frames = stages.run_decode(
+            vae, latent, tiling, tile_size, device, comfy.offload_device(), free_memory=comfy.free_memory(device),
+            notes=notes,
+        )
+        comfy.node_text_sender(unique_id)("\n".join(notes))
         return (frames, comfy.make_video(frames, fps))
 
 

@@ -62,3 +62,48 @@ def test_width_without_height_is_refused():
 def test_unknown_bucket():
     with pytest.raises(UserInputError, match=r"resolutions 720p, 540p, 360p; '1080p' is not one of them"):
         family.video_size(torch.rand(1, 10, 10, 3), "1080p", 0, 0)
+
+
+def test_small_start_image_is_warned_about():
+    assert "upscaled" in images.small_image_warning(torch.rand(1, 8, 8, 3), 64, 64)
+    assert images.small_image_warning(torch.rand(1, 480, 640, 3), 1280, 960) is None
+
+
+def test_image_file_keeps_alpha_and_turns_photos_upright(tmp_path):
+    from PIL import Image
+
+    rgba = Image.new("RGBA", (6, 4), (255, 0, 0, 0))
+    rgba.save(tmp_path / "alpha.png")
+    assert images.load_image_file(tmp_path / "alpha.png").shape == (1, 4, 6, 4)
+    photo = Image.new("RGB", (6, 4), (0, 0, 255))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # Orientation: rotated 90 degrees, as phones save portrait photos
+    photo.save(tmp_path / "photo.jpg", exif=exif)
+    assert images.load_image_file(tmp_path / "photo.jpg").shape == (1, 6, 4, 3)
+
+
+def test_damaged_image_file_is_refused(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 90).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserInputError, match="could not be decoded.*damaged"):
+        images.load_image_file(tmp_path / "cut.png")
+    (tmp_path / "notes.png").write_text("hello")
+    with pytest.raises(UserInputError, match="not an image file"):
+        images.load_image_file(tmp_path / "notes.png")
+
+
+def test_no_torchvision_notice_when_the_pipeline_module_is_imported():
+    """diffusers' 1.5 pipeline imports SiglipImageProcessor by name; without torchvision transformers would say so."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = ("import hunyuan_i2v.shared.images; "
+              "import diffusers.pipelines.hunyuan_video1_5.pipeline_hunyuan_video1_5_image2video")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "torchvision" not in result.stderr

@@ -168,3 +168,33 @@ def test_choices_go_from_fastest_to_smallest(models15_root):
     tiling, tile, estimate, why = planner.choose_tile(vae, latent_shape, int(whole.total / planner.HEADROOM) - 1)
     assert tiling and tile in planner.TILE_SIZES and estimate.total < whole.total and "tiles" in why
     assert planner.choose_tile(vae, latent_shape, None)[:2] == (False, None)
+
+
+def test_nodes_show_the_plan_and_auto_picks_before_work(comfy_models15, monkeypatch):
+    """Sample and Decode say the estimate against the free memory; 'auto' offload and tile 0 choose what fits."""
+    from conftest import run_node, sample_inputs, test_image, transformer_inputs
+
+    from hyv_pack.nodes import comfy_bridge
+
+    texts = []
+    monkeypatch.setattr(comfy_bridge, "node_text_sender", lambda node_id: texts.append)
+    model, _ = run_node("HunyuanI2VLoadTransformer", **transformer_inputs("[diffusers] tiny15", offload_mode="auto"))
+    (vae,) = run_node("HunyuanI2VLoadVAE", vae_name="[diffusers] tiny15", dtype="fp32")
+    from conftest import te_choice
+
+    (encoders,) = run_node("HunyuanI2VLoadTextEncoders", **te_choice("tiny15"))
+    image, _ = test_image(48, 64)
+    cond, _ = run_node("HunyuanI2VEncode", text_encoders=encoders, vae=vae, image=image, prompt="a cat",
+                       negative_prompt="", resolution="480p", width=64, height=48)
+    fp8_fits = planner.sample_estimate(model, cond, 5, "model", True).total
+    monkeypatch.setattr(comfy_bridge, "free_memory", lambda device: int(fp8_fits / planner.HEADROOM) + 1)
+    (latent,) = run_node("HunyuanI2VSample", **sample_inputs(model, cond, steps=1, frames=5))
+    assert any("auto picked fp8 storage" in text for text in texts)
+    assert model.model.transformer_blocks[0].ff.net[2].weight.dtype == torch.float8_e4m3fn  # applied, not just said
+    texts.clear()
+    frames, _ = run_node("HunyuanI2VDecode", vae=vae, latent=latent, tiling=True, tile_size=0, fps=24.0)
+    assert frames.shape[0] == 5 and any(text.startswith("auto:") for text in texts)
+    texts.clear()
+    monkeypatch.setattr(comfy_bridge, "free_memory", lambda device: 1000)
+    run_node("HunyuanI2VDecode", vae=vae, latent=latent, tiling=False, tile_size=256, fps=24.0)
+    assert any("does not fit" in text and "turn tiling on" in text for text in texts)

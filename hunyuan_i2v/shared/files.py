@@ -84,15 +84,22 @@ def check_safetensors(path: str | os.PathLike) -> dict:
         )
     size = path.stat().st_size
     redownload = f"Download '{path.name}' again (the copy on disk is damaged or incomplete)."
-    if size < 8:
-        raise ModelFileError(f"'{path}' is {size} bytes long, too short to be a safetensors file. {redownload}")
+    if size == 0:
+        raise ModelFileError(f"'{path}' is empty (0 bytes): the download did not finish. {redownload}")
     with open(path, "rb") as handle:
-        (header_len,) = struct.unpack("<Q", handle.read(8))
-        if header_len > size - 8 or header_len > 100_000_000:
-            raise ModelFileError(
-                f"'{path}' is not a valid safetensors file (header length {header_len} for a {size}-byte file). "
-                f"Only .safetensors files are supported; {redownload}"
-            )
+        start = handle.read(_SNIFF_BYTES)
+    # Every safetensors header is a JSON object right after its 8-byte length; anything else is another kind
+    # of file, and telling a user who picked a text file or a .ckpt to download again would mislead them.
+    if start[8:9] != b"{":
+        raise ModelFileError(f"'{path}' is not a valid safetensors file: {describe_other_file(path, start)}")
+    (header_len,) = struct.unpack("<Q", start[:8])
+    if header_len > size - 8 or header_len > 100_000_000:
+        raise ModelFileError(
+            f"'{path}' is not a valid safetensors file: it ends inside its header (header length {header_len} for "
+            f"a {size}-byte file). {redownload}"
+        )
+    with open(path, "rb") as handle:
+        handle.seek(8)
         raw = handle.read(header_len)
     try:
         header = json.loads(raw)
@@ -106,6 +113,69 @@ def check_safetensors(path: str | os.PathLike) -> dict:
             f"{redownload}"
         )
     return header
+
+
+_SNIFF_BYTES = 512
+_ONLY_SAFETENSORS = "This pack reads only .safetensors files: use the model's safetensors release."
+
+# (magic at offset 0, what the file is, what to do). Pickle-based checkpoints are refused, not loaded:
+# unpickling runs code from the file.
+_MAGIC = (
+    (b"version https://git-lfs", "a Git LFS pointer (a small placeholder, not the model itself)",
+     "Fetch the real file: run 'git lfs pull' in the repository you cloned, or download it from the model page."),
+    (b"GGUF", "a GGUF file (the quantized format of llama.cpp and the ComfyUI-GGUF nodes)", _ONLY_SAFETENSORS),
+    (b"PK\x03\x04", "a ZIP archive (the format of PyTorch .pt/.pth/.ckpt checkpoints)", _ONLY_SAFETENSORS),
+    (b"\x89PNG", "a PNG image", "Pick the model's .safetensors file here."),
+    (b"\xff\xd8\xff", "a JPEG image", "Pick the model's .safetensors file here."),
+    (b"GIF8", "a GIF image", "Pick the model's .safetensors file here."),
+    (b"\x1f\x8b", "a gzip archive", "Unpack it first and pick the .safetensors file inside."),
+    (b"7z\xbc\xaf", "a 7-Zip archive", "Unpack it first and pick the .safetensors file inside."),
+)
+
+
+def describe_other_file(path: Path, start: bytes) -> str:
+    """What a file that is not safetensors is, when its first bytes tell, and what to do about it."""
+    for magic, kind, advice in _MAGIC:
+        if start.startswith(magic):
+            return f"it is {kind}. {advice}"
+    if start[:1] == b"\x80" and start[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return f"it is a Python pickle (an old PyTorch checkpoint). {_ONLY_SAFETENSORS}"
+    if start[4:8] == b"ftyp" or start[:4] == b"\x1aE\xdf\xa3":
+        return "it is a video file. Pick the model's .safetensors file here."
+    if start[:4] == b"RIFF" and start[8:12] == b"WEBP":
+        return "it is a WebP image. Pick the model's .safetensors file here."
+    text = _as_text(start)
+    if text is not None:
+        stripped = text.lstrip().lower()
+        if stripped.startswith(("<!doctype html", "<html")):
+            return (
+                "it is a web page (HTML), which a download saves when the site answers with a login, licence or "
+                "error page. Open the model page in a browser (log in or accept the licence if asked) and download "
+                "the .safetensors file itself."
+            )
+        if stripped.startswith(("{", "[")):
+            return "it is a JSON file. Pick the .safetensors weights (for a diffusers folder, pick the folder)."
+        first_line = " ".join(text.split())[:60]
+        return f"it is a text file (it begins \"{first_line}\"). Pick the model's .safetensors file here."
+    if path.suffix.lower() in (".safetensors", ".sft"):
+        return (
+            "it does not begin with a safetensors header, and its first bytes match no file kind this pack knows. "
+            f"If it was downloaded as .safetensors, the copy is damaged: download '{path.name}' again."
+        )
+    return f"its first bytes match no file kind this pack knows. {_ONLY_SAFETENSORS}"
+
+
+def _as_text(start: bytes) -> str | None:
+    if b"\x00" in start:
+        return None
+    try:
+        text = start.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a multi-byte character cut at the sniff boundary is still text
+        if exc.start < len(start) - 4:
+            return None
+        text = start[: exc.start].decode("utf-8")
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return text if text and printable >= 0.95 * len(text) else None
 
 
 def file_metadata(path: str | os.PathLike) -> dict:

@@ -6,6 +6,7 @@ Which buckets a model has, and on which grid, is the family's to say (its
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,28 @@ import torch
 from PIL import Image
 
 from ..errors import UserInputError
+
+
+class _TorchvisionFallbackNotice(logging.Filter):
+    """Drops transformers' notice that an image processor falls back to its PIL twin without torchvision.
+
+    The pack uses the PIL processors on purpose (no torchvision needed), but diffusers' HunyuanVideo-1.5
+    pipeline module imports ``SiglipImageProcessor`` by name, so the notice would print on every run and
+    suggest installing a package nobody needs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("requires torchvision" in message and "falling back to" in message)
+
+
+def _quiet_torchvision_fallback_notice() -> None:
+    logger = logging.getLogger("transformers.utils.import_utils")  # where transformers emits it
+    if not any(type(f).__name__ == _TorchvisionFallbackNotice.__name__ for f in logger.filters):
+        logger.addFilter(_TorchvisionFallbackNotice())
+
+
+_quiet_torchvision_fallback_notice()
 
 # Buckets: the references pick, for each quality level, the size on a grid
 # with about base_size^2 pixels whose aspect ratio is closest to the image's.
@@ -136,3 +159,41 @@ def prepare_start_image(image: torch.Tensor, width: int, height: int) -> StartIm
 
 def black_image_like(pil: Image.Image) -> Image.Image:
     return Image.new("RGB", pil.size, 0)
+
+
+def load_image_file(path) -> torch.Tensor:
+    """An image file as a ComfyUI IMAGE [1, H, W, C] in 0..1 (RGB, or RGBA when it has transparency).
+
+    Decodes the whole image, so a damaged file is found here rather than after
+    the models have loaded. Camera photos are turned upright as their EXIF tag
+    says, as ComfyUI's Load Image does.
+    """
+    from pathlib import Path
+
+    from PIL import ImageOps, UnidentifiedImageError
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserInputError(f"Start image '{path}' does not exist. Check the name and the folder.")
+    if path.is_dir():
+        raise UserInputError(f"Start image '{path}' is a folder; give an image file (PNG, JPEG, WebP, ...).")
+    try:
+        with Image.open(path) as pil:
+            pil.load()
+            pil = ImageOps.exif_transpose(pil)
+    except UnidentifiedImageError:
+        raise UserInputError(
+            f"Start image '{path}' is not an image file this pack can read; use a PNG, JPEG or WebP."
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"Start image '{path}' could not be decoded ({exc}); the file is damaged.") from None
+    has_alpha = pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info)
+    array = np.asarray(pil.convert("RGBA" if has_alpha else "RGB")).astype(np.float32) / 255.0
+    return torch.from_numpy(array).unsqueeze(0)
+
+
+def demo_image(size: int = 96) -> torch.Tensor:
+    """A colour gradient to start a demo video from, when no image is given."""
+    gradient = np.linspace(0, 1, size, dtype=np.float32)
+    array = np.stack(np.broadcast_arrays(gradient[None, :], gradient[:, None], np.full((size, size), 0.5)), -1)
+    return torch.from_numpy(array.astype(np.float32)).unsqueeze(0)

@@ -11,6 +11,15 @@ from ..errors import UserInputError
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
+# What the Sample node's widgets offer and the command line accepts; every value inside runs on both
+# families (0 = the loaded model's default for steps, flow shift, embedded guidance and CFG).
+SEED_RANGE = (0, MAX_SEED)
+STEPS_RANGE = (0, 200)
+FRAMES_RANGE = (1, 1025)
+FLOW_SHIFT_RANGE = (0.0, 100.0)
+GUIDANCE_RANGE = (0.0, 30.0)
+CFG_SCALE_RANGE = (0.0, 30.0)
+
 
 @dataclass
 class SamplingSettings:

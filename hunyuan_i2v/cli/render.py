@@ -1,0 +1,173 @@
+"""Load the models once and turn jobs into MP4 files, with a progress bar per stage.
+
+A video that took minutes to sample is never lost to a problem with its
+output file: it is written under a temporary name and renamed when whole,
+and if that fails it goes to a rescue folder and the message says where.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .. import families, loading, stages
+from ..errors import UserInputError
+from ..shared import video
+from ..shared.sampling import SamplingSettings
+from . import checks, jobs
+from .options import PER_VIDEO_BY_NAME
+from .progress import Progress
+
+RESCUE_FOLDER = "hunyuan_i2v_rescued"
+
+
+class VideoRescued(Exception):
+    """The video was made but could not be written where asked; the message says where it went instead."""
+
+
+class Renderer:
+    def __init__(self, plan: checks.ModelPlan, args, workdir: Path, progress: Progress):
+        self.plan, self.args, self.workdir, self.progress = plan, args, Path(workdir), progress
+        self.model = self.vae = self.encoders = None
+
+    # ------------------------------------------------------------ models, once
+
+    def load(self) -> None:
+        if self.model is not None:
+            return
+        plan, args, say = self.plan, self.args, self.progress.say
+        transformer, vae_path, sources = plan.transformer, plan.vae, plan.text_encoders
+        if plan.demo:
+            say(f"Building a tiny random {families.DISPLAY_NAMES[plan.family]} (demo mode: the video will be noise).")
+            folder = families.family(plan.family).write_demo_folder(self.workdir / "tiny_demo")
+            transformer = vae_path = folder
+            sources = loading.TextEncoderSources(folder=folder)
+        dtype = args.dtype
+        with self.progress.stage("Loading models", total=3 + len(plan.loras), unit="part") as bar:
+            bar.set_postfix_str("transformer")
+            model = loading.load_model(transformer, dtype, args.fp8, args.attention, args.offload, plan.device,
+                                       variant=args.variant)
+            bar.update()
+            for path, strength in plan.loras:
+                bar.set_postfix_str(f"LoRA {path.name}")
+                model = loading.with_lora(model, path, strength)
+                bar.update()
+            bar.set_postfix_str("VAE")
+            vae = loading.load_vae(vae_path, args.vae_dtype or dtype)
+            bar.update()
+            bar.set_postfix_str("text encoders")
+            encoders = loading.load_text_encoders(sources, args.text_encoder_dtype or dtype, args.text_encoder_fp8,
+                                                  args.text_encoder_device)
+            bar.update()
+            bar.set_postfix_str("")
+        families.check_match([
+            ("the transformer", model, ("transformer",)), ("the VAE", vae, ("vae",)),
+            ("the text encoders", encoders, ("text_encoders",)),
+        ])
+        say(model.describe())
+        self.model, self.vae, self.encoders = model, vae, encoders
+
+    # ------------------------------------------------------------ one video
+
+    def render(self, job: jobs.Job) -> Path:
+        """Make the job's video and write it; returns the file written."""
+        start = time.perf_counter()
+        self.load()
+        frames = self.frames(job)
+        out = self.save(frames, job.output, job.fps)
+        self.progress.say(
+            f"Wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {job.fps:g} fps) "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
+        return out
+
+    def frames(self, job: jobs.Job) -> torch.Tensor:
+        device, say, stage = self.plan.device, self.progress.say, self.progress.stage
+        image = jobs.start_image(job, self.plan.demo)
+        with stage("Encoding"):
+            cond = stages.run_encode(self.encoders, self.vae, image, job.prompt, job.negative_prompt, job.resolution,
+                                     job.width, job.height, device)
+        for note in cond.notes:
+            say(note)
+        requested = SamplingSettings(
+            seed=job.seed, steps=job.steps, num_frames=job.frames, flow_shift=job.flow_shift,
+            embedded_guidance=job.guidance, cfg_scale=job.cfg_scale, i2v_stability=job.stability,
+        )
+        settings, notes = stages.resolve_settings(self.model, requested)
+        say(f"{cond.width}x{cond.height}, {settings.num_frames} frames, seed {settings.seed}: steps {settings.steps}, "
+            f"shift {settings.flow_shift:g}, cfg {settings.cfg_scale:g}, embedded guidance "
+            f"{settings.embedded_guidance:g}, cache {job.cache}")
+        for note in notes:
+            say(note)
+        if job.cache == "off" and job.cache_threshold != PER_VIDEO_BY_NAME["cache_threshold"].default:
+            say("cache threshold is ignored: the cache is off.")
+        with stage("Sampling", total=settings.steps, unit="step") as bar:
+            result = stages.run_sample(self.model, cond, requested, job.cache, job.cache_threshold, device,
+                                       on_step=lambda info: bar.update(), free_memory=free_memory(device))
+        for note in result.notes:
+            if note not in notes:  # the memory plan, made once the sampler saw the free memory
+                say(note)
+        decode_notes: list[str] = []
+        with stage("Decoding"):
+            frames = stages.run_decode(self.vae, result.latent, job.tiling, job.tile_size, device,
+                                       free_memory=free_memory(device), notes=decode_notes)
+        for note in decode_notes:
+            say(note)
+        return frames
+
+    # ------------------------------------------------------------ the file
+
+    def save(self, frames: torch.Tensor, output: Path, fps: float) -> Path:
+        with self.progress.stage("Writing MP4", total=frames.shape[0], unit="frame") as bar:
+            try:
+                return write_whole(frames, output, fps, bar.update)
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong, the frames must still reach a disk
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        rescued = rescue(frames, output, fps)
+        raise VideoRescued(
+            f"Could not write '{output}' ({reason}); the video was saved to '{rescued}' instead. Move it where you "
+            "want it, and check that the output folder exists and has free space."
+        )
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on a CUDA device, for the memory plan (offload and tile size "auto"); None elsewhere."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return None
+
+
+def write_whole(frames: torch.Tensor, output: Path, fps: float, on_frame=None) -> Path:
+    """Write under a temporary name and rename: ``output`` appears only whole (batch skips existing files)."""
+    output = Path(output)
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        video.write_mp4(frames, partial, fps, on_frame=on_frame)
+        os.replace(partial, output)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return output
+
+
+def rescue_folders() -> list[Path]:
+    return [Path.home() / RESCUE_FOLDER, Path(tempfile.gettempdir()) / RESCUE_FOLDER, Path.cwd()]
+
+
+def rescue(frames: torch.Tensor, output: Path, fps: float) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    errors = []
+    for folder in rescue_folders():
+        target = folder / f"{Path(output).stem}-{stamp}.mp4"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return write_whole(frames, target, fps)
+        except Exception as exc:  # noqa: BLE001 - try the next folder
+            errors.append(f"{folder}: {exc}")
+    raise UserInputError(
+        f"Could not write '{output}', nor a copy in any rescue folder ({'; '.join(errors)}). Free some disk space."
+    )
