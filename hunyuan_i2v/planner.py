@@ -149,6 +149,23 @@ def encode_estimate(encoders, vae) -> Estimate:
 
 # ---------------------------------------------------------------- choices
 
+# Time the memory-saving options add per denoising step (upper bounds: diffusers' stream prefetch
+# hides much of the transfer behind compute). Block offload moves every weight over the bus once per
+# transformer pass; fp8 storage upcasts each layer's weights before it runs, a pass over GPU memory.
+HOST_TO_GPU_BYTES_PER_S = 25e9  # PCIe 4.0 x16 in practice
+GPU_MEMORY_BYTES_PER_S = 1e12  # a current consumer GPU's memory bandwidth, order of magnitude
+
+
+def extra_seconds_per_pass(transformer, offload_mode: str, fp8: bool) -> float:
+    stored = transformer_weights_on_gpu(transformer, "model", fp8)
+    seconds = 0.0
+    if offload_mode == "block":
+        seconds += stored / HOST_TO_GPU_BYTES_PER_S
+    if fp8:
+        seconds += 3 * stored / GPU_MEMORY_BYTES_PER_S  # read fp8, write and read the upcast copy
+    return seconds
+
+
 SAMPLING_PRESETS = (  # fastest first: (offload mode, fp8 storage, why it is slower)
     ("model", False, "the whole model on the GPU"),
     ("model", True, "fp8 storage (weights upcast per layer: a little slower)"),
@@ -166,6 +183,8 @@ def choose_sampling(transformer, cond, num_frames: int, free: int | None) -> tup
             continue  # weights already in fp8 cannot be made wider again
         estimate = sample_estimate(transformer, cond, num_frames, mode, fp8)
         if estimate.fits(free):
+            cost = extra_seconds_per_pass(transformer, mode, fp8)
+            what += f", at most {cost:.1f} s more per transformer pass" if cost >= 0.05 else ""
             why = f"auto picked {what}: needs about {gib(estimate.total)}" + (
                 f" of {gib(free)} free" if free is not None else "") + (
                 f" (faster settings need {', '.join(tried)})" if tried else "")

@@ -198,3 +198,13 @@ def test_nodes_show_the_plan_and_auto_picks_before_work(comfy_models15, monkeypa
     monkeypatch.setattr(comfy_bridge, "free_memory", lambda device: 1000)
     run_node("HunyuanI2VDecode", vae=vae, latent=latent, tiling=False, tile_size=256, fps=24.0)
     assert any("does not fit" in text and "turn tiling on" in text for text in texts)
+
+
+def test_time_cost_of_the_memory_options():
+    """Block offload pays the bus once per pass for every weight; fp8 a pass over GPU memory; plain nothing."""
+    model = six_block_model()
+    weights = planner.transformer_weights_on_gpu(model, "model", False)
+    assert planner.extra_seconds_per_pass(model, "model", False) == 0
+    assert planner.extra_seconds_per_pass(model, "block", False) == pytest.approx(
+        weights / planner.HOST_TO_GPU_BYTES_PER_S)
+    assert 0 < planner.extra_seconds_per_pass(model, "model", True) < planner.extra_seconds_per_pass(model, "block", False)
