@@ -1,51 +1,60 @@
-"""WaveSpeed HunyuanVideo I2V: the hosted endpoint as a node that returns real frames.
+"""WaveSpeed's hosted Hunyuan image-to-video endpoints as nodes that return real frames.
 
-The node only adapts: widgets -> jobs, ComfyUI services (folders, progress,
+One node per endpoint, each reading its widgets (names, ranges, choices,
+defaults) from the endpoint's description in the engine, so a widget cannot
+drift from what is validated and sent. A node per endpoint, rather than one
+node with a model switch, shows only the settings that endpoint takes: no
+widget silently does nothing.
+
+The nodes only adapt: widgets -> jobs, ComfyUI services (folders, progress,
 node text, interrupt, VIDEO type) -> plain callables. Uploading, submitting,
 polling, downloading and the journal live in the engine.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import secrets
 
 import torch
 
-from ..hunyuan_i2v.wavespeed import client as wavespeed
 from ..hunyuan_i2v.errors import UserInputError
+from ..hunyuan_i2v.wavespeed.client import ClientSettings, probe_image_size
+from ..hunyuan_i2v.wavespeed.endpoints import BOOL, CHOICE, HUNYUAN_VIDEO_13B, HUNYUAN_VIDEO_15, INT, Endpoint, Param
 from ..hunyuan_i2v.wavespeed.errors import WaveSpeedInterrupted
-from ..hunyuan_i2v.wavespeed.jobs import (
-    DEFAULT_FILE_PREFIX, I2VJob, encode_image, run_batch, size_for, status_text,
-)
+from ..hunyuan_i2v.wavespeed.jobs import I2VJob, encode_image, orientation_choice
 from ..hunyuan_i2v.wavespeed.journal import JobJournal
 from ..hunyuan_i2v.wavespeed.keys import API_KEY_ENV, resolve_api_key
+from ..hunyuan_i2v.wavespeed.runner import run_batch, status_text
 from . import comfy_bridge
 
 log = logging.getLogger(__name__)
 
-AUTO_SIZE = "auto"
-SIZE_CHOICES = (AUTO_SIZE, *wavespeed.SIZES)
-# Inputs that change the video; the rest (timeout, concurrency) only change how we wait.
-_RESULT_INPUTS = ("prompt", "num_inference_steps", "duration", "seed", "size", "enable_safety_checker",
-                  "image_url", "filename_prefix")
+AUTO = "auto"
 
 
-def client_settings() -> wavespeed.ClientSettings:
-    """Network timing for the node (tests replace this with faster timing)."""
-    return wavespeed.ClientSettings.from_env()
+def client_settings() -> ClientSettings:
+    """Network timing for the nodes (tests replace this with faster timing)."""
+    return ClientSettings.from_env()
 
 
-class HunyuanVideoI2VWaveSpeed:
-    DESCRIPTION = (
-        "Animates an image with HunyuanVideo-I2V on WaveSpeed's servers (paid: about "
-        f"${wavespeed.PRICE_PER_RUN_USD:.2f} a video at the published price). Returns the decoded frames, a VIDEO, "
-        "the video URL and the task id; the MP4 is saved in the output folder first. The API key comes from "
-        f"{API_KEY_ENV} or a key file, never from the workflow. Interrupted or crashed runs resume "
-        "their task when the same inputs run again, so no video is paid twice."
-    )
+def _widget(param: Param, endpoint: Endpoint) -> tuple:
+    if param.kind == INT:
+        options = {"default": param.default, "min": param.low, "max": param.high, "step": 1,
+                   "tooltip": param.tooltip}
+        if param.name == endpoint.seed_param:
+            options["control_after_generate"] = True
+        return ("INT", options)
+    if param.kind == CHOICE:
+        choices = [AUTO, *param.choices] if param.auto_by_orientation else list(param.choices)
+        return (choices, {"default": AUTO if param.auto_by_orientation else param.default, "tooltip": param.tooltip})
+    if param.kind == BOOL:
+        return ("BOOLEAN", {"default": param.default, "tooltip": param.tooltip})
+    raise ValueError(f"unknown parameter kind {param.kind!r}")
+
+
+class _WaveSpeedNode:
+    ENDPOINT: Endpoint
+    FILE_PREFIX: str
     CATEGORY = "HunyuanVideo I2V/remote"
     FUNCTION = "generate"
     OUTPUT_NODE = True
@@ -60,34 +69,27 @@ class HunyuanVideoI2VWaveSpeed:
 
     @classmethod
     def INPUT_TYPES(cls):  # noqa: N802 - ComfyUI's name
+        endpoint = cls.ENDPOINT
+        prompt_note = "" if endpoint.prompt_required else " May be empty."
+        required = {"prompt": ("STRING", {"multiline": True, "default": "",
+                                          "tooltip": "What should happen in the video." + prompt_note})}
+        required.update({param.name: _widget(param, endpoint) for param in endpoint.params})
+        required.update({
+            "timeout": ("INT", {"default": 1200, "min": 60, "max": 7200, "step": 30,
+                                "tooltip": "Seconds to wait for each video. A task still running then stays "
+                                           "recorded; running again resumes it without paying again."}),
+            "concurrency": ("INT", {"default": 2, "min": 1, "max": 8, "step": 1,
+                                    "tooltip": "Videos of a batch running at once (a default WaveSpeed account "
+                                               "allows 2)."}),
+            "filename_prefix": ("STRING", {"default": cls.FILE_PREFIX,
+                                           "tooltip": "Where the MP4 goes inside the output folder; the task id "
+                                                      "is appended."}),
+        })
+        sent = "sent inline" if endpoint.inline_image else "uploaded"
         return {
-            "required": {
-                "prompt": ("STRING", {"multiline": True, "default": "",
-                                      "tooltip": "What should happen in the video."}),
-                "num_inference_steps": ("INT", {"default": 30, "min": 2, "max": 30, "step": 1,
-                                                "tooltip": "Denoising steps on WaveSpeed (2..30)."}),
-                "duration": ("INT", {"default": 5, "min": 5, "max": 10, "step": 1,
-                                     "tooltip": "Video length in seconds (5..10)."}),
-                "seed": ("INT", {"default": -1, "min": -1, "max": 9_999_999_999, "control_after_generate": True,
-                                 "tooltip": "-1 makes a new video on every run; a fixed seed lets ComfyUI and the "
-                                            "journal reuse a finished video instead of paying again."}),
-                "size": (list(SIZE_CHOICES), {"default": AUTO_SIZE,
-                                              "tooltip": "Output width*height; auto picks landscape or portrait "
-                                                         "from the image."}),
-                "enable_safety_checker": ("BOOLEAN", {"default": True,
-                                                      "tooltip": "WaveSpeed's content check of the output."}),
-                "timeout": ("INT", {"default": 1200, "min": 60, "max": 7200, "step": 30,
-                                    "tooltip": "Seconds to wait for each video. A task still running then stays "
-                                               "recorded; running again resumes it without paying again."}),
-                "concurrency": ("INT", {"default": 2, "min": 1, "max": 8, "step": 1,
-                                       "tooltip": "Videos of a batch running at once (a default WaveSpeed "
-                                                  "account allows 2)."}),
-                "filename_prefix": ("STRING", {"default": DEFAULT_FILE_PREFIX,
-                                               "tooltip": "Where the MP4 goes inside the output folder; the task "
-                                                          "id is appended."}),
-            },
+            "required": required,
             "optional": {
-                "image": ("IMAGE", {"tooltip": "Start image(s); a batch of N makes N videos."}),
+                "image": ("IMAGE", {"tooltip": f"Start image(s), {sent} as PNG; a batch of N makes N videos."}),
                 "image_url": ("STRING", {"default": "",
                                          "tooltip": "Public URL of the start image; used only when no IMAGE is "
                                                     "connected."}),
@@ -97,16 +99,22 @@ class HunyuanVideoI2VWaveSpeed:
 
     @classmethod
     def IS_CHANGED(cls, **inputs):  # noqa: N802 - ComfyUI's name
-        if int(inputs.get("seed", -1)) == -1:
-            return secrets.token_hex(16)  # a random seed is a new video every time
-        stable = {name: inputs.get(name) for name in _RESULT_INPUTS}
-        return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
+        # ComfyUI already runs the node again whenever a widget or an upstream
+        # output changes, so nothing needs hashing here. The one case it cannot
+        # see is a random seed: unchanged widgets then ask WaveSpeed for a new
+        # video. NaN never equals the previous value, so ComfyUI runs the node.
+        # A seed that comes through a link is not passed here; running again is
+        # then the safe side, as a fixed seed's video comes back from the journal
+        # without a new charge.
+        seed = inputs.get(cls.ENDPOINT.seed_param)
+        if seed is None or int(seed) == cls.ENDPOINT.random_seed:
+            return float("nan")
+        return False
 
-    def generate(self, prompt, num_inference_steps, duration, seed, size, enable_safety_checker, timeout,
-                 concurrency, filename_prefix, image=None, image_url="", unique_id=None):
+    def generate(self, prompt, timeout, concurrency, filename_prefix, image=None, image_url="", unique_id=None,
+                 **values):
         settings = client_settings()
-        jobs = _jobs(prompt, num_inference_steps, duration, seed, size, enable_safety_checker, image,
-                     (image_url or "").strip(), settings)
+        jobs = _jobs(self.ENDPOINT, prompt, values, image, (image_url or "").strip(), settings)
         state_dir = comfy_bridge.state_directory()
         api_key = resolve_api_key(state_dir)
         output_dir = comfy_bridge.output_directory()
@@ -144,32 +152,59 @@ class HunyuanVideoI2VWaveSpeed:
         }
 
 
+def _description(endpoint: Endpoint, model: str) -> str:
+    defaults = {p.name: p.default for p in endpoint.params}
+    return (f"Animates an image with {model} on WaveSpeed's servers (paid; at the default settings "
+            f"{endpoint.price.describe(defaults)}). Returns the decoded frames, a VIDEO, "
+            f"the video URL and the task id; the MP4 is saved in the output folder first. The API key comes from "
+            f"{API_KEY_ENV} or a key file, never from the workflow. Interrupted or crashed runs resume their task "
+            "when the same inputs run again, so no video is paid twice.")
+
+
+class HunyuanVideoI2VWaveSpeed(_WaveSpeedNode):
+    ENDPOINT = HUNYUAN_VIDEO_13B
+    FILE_PREFIX = "wavespeed/hunyuan_i2v"
+    DESCRIPTION = _description(HUNYUAN_VIDEO_13B, "HunyuanVideo-I2V (13 B)")
+
+
+class HunyuanVideo15I2VWaveSpeed(_WaveSpeedNode):
+    ENDPOINT = HUNYUAN_VIDEO_15
+    FILE_PREFIX = "wavespeed/hunyuan_video15_i2v"
+    DESCRIPTION = _description(HUNYUAN_VIDEO_15, "HunyuanVideo-1.5")
+
+
 def _subfolder(path, output_dir) -> str:
     relative = path.parent.relative_to(output_dir).as_posix()
     return "" if relative == "." else relative
 
 
-def _jobs(prompt, steps, duration, seed, size, safety, image, image_url, settings) -> list[I2VJob]:
-    common = dict(prompt=prompt, steps=int(steps), duration=int(duration), seed=int(seed),
-                  enable_safety_checker=bool(safety))
+def _jobs(endpoint: Endpoint, prompt, values, image, image_url, settings) -> list[I2VJob]:
+    automatic = [p for p in endpoint.params if p.auto_by_orientation and values.get(p.name) == AUTO]
     if image is not None:
         if image.ndim != 4 or image.shape[0] == 0:
             raise UserInputError(f"Expected an IMAGE batch [B, H, W, C], got shape {tuple(image.shape)}.")
         height, width = int(image.shape[1]), int(image.shape[2])
-        chosen = size_for(width, height) if size == AUTO_SIZE else size
+        chosen = {**values, **{p.name: orientation_choice(p, width, height) for p in automatic}}
         pixels = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         jobs = []
         for frame in pixels:
             png, digest = encode_image(frame)
-            jobs.append(I2VJob(size=chosen, image_png=png, image_digest=digest, **common))
+            jobs.append(I2VJob(prompt, chosen, endpoint, image_png=png, image_digest=digest))
         return jobs
     if not image_url:
         raise UserInputError("No start image: connect an IMAGE (e.g. from Load Image) or fill in image_url.")
-    chosen = size
-    if size == AUTO_SIZE:
-        chosen = size_for(*wavespeed.probe_image_size(image_url, settings))
-    return [I2VJob(size=chosen, image_url=image_url, **common)]
+    chosen = dict(values)
+    if automatic:
+        width, height = probe_image_size(image_url, settings)
+        chosen.update({p.name: orientation_choice(p, width, height) for p in automatic})
+    return [I2VJob(prompt, chosen, endpoint, image_url=image_url)]
 
 
-NODE_CLASS_MAPPINGS = {"HunyuanVideoI2VWaveSpeed": HunyuanVideoI2VWaveSpeed}
-NODE_DISPLAY_NAME_MAPPINGS = {"HunyuanVideoI2VWaveSpeed": "HunyuanVideo I2V (WaveSpeed remote)"}
+NODE_CLASS_MAPPINGS = {
+    "HunyuanVideoI2VWaveSpeed": HunyuanVideoI2VWaveSpeed,
+    "HunyuanVideo15I2VWaveSpeed": HunyuanVideo15I2VWaveSpeed,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "HunyuanVideoI2VWaveSpeed": "HunyuanVideo-I2V 13 B (WaveSpeed remote)",
+    "HunyuanVideo15I2VWaveSpeed": "HunyuanVideo-1.5 I2V (WaveSpeed remote)",
+}

@@ -8,14 +8,15 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
+from hyv_pack.hunyuan_i2v.wavespeed.endpoints import HUNYUAN_VIDEO_15
 from hyv_pack.hunyuan_i2v.wavespeed.errors import WaveSpeedInterrupted, WaveSpeedTimeout
-from hyv_pack.hunyuan_i2v.wavespeed.jobs import I2VJob, WaveSpeedBatchError, run_batch
+from hyv_pack.hunyuan_i2v.wavespeed.jobs import I2VJob
 from hyv_pack.hunyuan_i2v.wavespeed.journal import COMPLETED, PENDING, JobJournal
+from hyv_pack.hunyuan_i2v.wavespeed.runner import WaveSpeedBatchError, run_batch
 from test_wavespeed_client import image_job, settings_for
 from wavespeed_server import Outcome, StandInWaveSpeed
 
@@ -34,21 +35,21 @@ def run(server, tmp_path, jobs, **kwargs):
                      journal=JobJournal(tmp_path / "state"), **kwargs)
 
 
-def test_interrupt_stops_within_one_poll_and_the_rerun_resumes(server, tmp_path):
-    job = image_job(seed=-1)
+@pytest.mark.parametrize("endpoint", [None, HUNYUAN_VIDEO_15], ids=["13b", "1.5"])
+def test_interrupt_while_polling_stops_at_once_and_the_rerun_resumes(server, tmp_path, endpoint):
+    job = image_job(seed=-1, **({"endpoint": endpoint} if endpoint else {}))
     server.outcomes.append(Outcome("hold"))
+    poll = server.hold("result")
     with pytest.raises(WaveSpeedInterrupted):
-        run(server, tmp_path, [job], interrupted=lambda: server.polls >= 3)
-    polls_at_stop = server.polls
-    time.sleep(0.3)
-    assert server.polls == polls_at_stop <= 4  # no poll after the stop, at most one in flight
+        run(server, tmp_path, [job], interrupted=lambda: poll.arrived >= 1)
+    assert server.polls == 1  # the worker left the held poll and sent no other
     [entry] = JobJournal(tmp_path / "state").entries().values()
     assert entry["state"] == PENDING and entry["random_seed"]
 
     server.release_all()
     [result] = run(server, tmp_path, [job])
     assert result.source == "resumed task" and result.task_id == entry["task_id"]
-    assert server.submits_received == 1 and server.uploads == 1
+    assert server.submits_received == 1 and server.uploads == (0 if endpoint else 1)
 
 
 def test_timeout_then_rerun_waits_for_the_same_task(server, tmp_path):
@@ -63,7 +64,7 @@ def test_timeout_then_rerun_waits_for_the_same_task(server, tmp_path):
 
 def test_killed_process_mid_poll_is_resumed_by_the_rerun(server, tmp_path):
     """A real crash: the first run is a separate process killed while polling."""
-    job = I2VJob(prompt="crash test", image_url="https://example.invalid/start.png", seed=77)
+    job = I2VJob("crash test", {"seed": 77}, image_url="https://example.invalid/start.png")
     server.outcomes.append(Outcome("hold"))
     script = tmp_path / "first_run.py"
     script.write_text(textwrap.dedent(f"""
@@ -71,11 +72,12 @@ def test_killed_process_mid_poll_is_resumed_by_the_rerun(server, tmp_path):
         sys.path.insert(0, {str(TESTS_DIR)!r})
         import conftest  # loads the pack as hyv_pack
         from hyv_pack.hunyuan_i2v.wavespeed import client as ws
-        from hyv_pack.hunyuan_i2v.wavespeed.jobs import I2VJob, run_batch
+        from hyv_pack.hunyuan_i2v.wavespeed.jobs import I2VJob
         from hyv_pack.hunyuan_i2v.wavespeed.journal import JobJournal
+        from hyv_pack.hunyuan_i2v.wavespeed.runner import run_batch
         from wavespeed_server import FAST_TIMING
         base, state, out = sys.argv[1:4]
-        job = I2VJob(prompt="crash test", image_url="https://example.invalid/start.png", seed=77)
+        job = I2VJob("crash test", dict(seed=77), image_url="https://example.invalid/start.png")
         run_batch([job], api_key=os.environ["WAVESPEED_API_KEY"], output_dir=out, journal=JobJournal(state),
                   settings=ws.ClientSettings(base_url=base, **FAST_TIMING), timeout_s=120)
     """))
@@ -84,9 +86,7 @@ def test_killed_process_mid_poll_is_resumed_by_the_rerun(server, tmp_path):
     process = subprocess.Popen([sys.executable, str(script), server.base_url, str(state), str(out)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 45
-        while server.polls < 3 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        server.wait_until(lambda s: s.polls >= 3 or process.poll() is not None, timeout=45)
         assert process.poll() is None, process.stdout.read().decode(errors="replace")
         assert server.polls >= 3, "the first run never started polling"
     finally:
@@ -123,19 +123,29 @@ def test_random_seed_makes_a_new_video_every_run(server, tmp_path):
     assert first.path.is_file() and second.path.is_file()
 
 
+def release_when(server, condition):
+    """An on_update callback that lets held tasks finish once ``condition(statuses)`` holds."""
+    def on_update(statuses):
+        if condition(statuses):
+            server.release_all()
+    return on_update
+
+
 def test_batch_results_keep_input_order_under_concurrency(server, tmp_path):
     colors = [(220, 20, 20), (20, 220, 20), (20, 20, 220)]
-    # The first video takes longest, so completion order differs from input order.
-    # 1 s leaves the second job ample time to start alongside it even on a loaded machine.
-    server.outcomes_by_prompt = {"first": Outcome(processing_s=1.0)}
+    # The first video is held until the others are done, so completion order differs from input order.
+    server.outcomes_by_prompt = {"first": Outcome("hold")}
     jobs = [image_job(c, seed=1, prompt=p) for c, p in zip(colors, ["first", "second", "third"])]
-    results = run(server, tmp_path, jobs, concurrency=2)
+    results = run(server, tmp_path, jobs, concurrency=2,
+                  on_update=release_when(server, lambda st: all(s.phase == "done" for s in st[1:])))
     assert [r.index for r in results] == [0, 1, 2]
     for result, color in zip(results, colors):
         channel = max(range(3), key=lambda i: color[i])
         assert result.frames[..., channel].mean() > 0.6
     assert server.max_running == 2  # two at once, never three
     assert server.tasks_created == 3
+    first = server.tasks[results[0].task_id]
+    assert first.done_at > max(server.tasks[r.task_id].done_seen_at for r in results[1:])
 
 
 def test_identical_images_in_a_batch_are_separate_videos(server, tmp_path):
@@ -144,15 +154,19 @@ def test_identical_images_in_a_batch_are_separate_videos(server, tmp_path):
 
 
 def test_failure_in_a_batch_keeps_paid_results_and_skips_unstarted_jobs(server, tmp_path):
-    # The failure lands long before the slow job ends, so no worker can take job 3 before knowing of it.
-    server.outcomes_by_prompt = {"blocked": Outcome("failed", code=1200, message="flagged", processing_s=0.1),
-                                 "slow": Outcome(processing_s=1.0)}
+    # The slow job is held until the failure is known (a job's "failed" status is
+    # published only after the batch marked it), so no worker can take job 3 before.
+    server.outcomes_by_prompt = {"blocked": Outcome("failed", code=1200, message="flagged"),
+                                 "slow": Outcome("hold")}
     jobs = [image_job((200, 0, 0), seed=3, prompt="blocked"), image_job((0, 200, 0), seed=3, prompt="slow"),
             image_job((0, 0, 200), seed=3, prompt="slow"), image_job((90, 90, 90), seed=3, prompt="slow")]
+    seen = []
     with pytest.raises(WaveSpeedBatchError, match="Video 1: .*content moderation") as caught:
-        run(server, tmp_path, jobs, concurrency=2)
+        run(server, tmp_path, jobs, concurrency=2,
+            on_update=release_when(server, lambda st: seen.append([s.phase for s in st]) or st[0].phase == "failed"))
     assert server.tasks_created == 2  # jobs 3 and 4 never started
     assert "not started" in str(caught.value)
+    assert any(phases[0] == "failed" for phases in seen)
     entries = JobJournal(tmp_path / "state").entries()
     assert [e["state"] for e in entries.values()] == [COMPLETED]
     assert Path(next(iter(entries.values()))["local_file"]).name in str(caught.value)

@@ -1,4 +1,4 @@
-"""The example workflow loads in ComfyUI: widgets match INPUT_TYPES, links match types."""
+"""The remote example workflows load in ComfyUI: widgets match INPUT_TYPES, links match types."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from hyv_pack.nodes.wavespeed_node import HunyuanVideoI2VWaveSpeed
+from hyv_pack.nodes.wavespeed_node import NODE_CLASS_MAPPINGS as REMOTE_NODES
 
-WORKFLOW = Path(__file__).resolve().parents[1] / "workflows" / "hunyuan_i2v_wavespeed.json"
+FOLDER = Path(__file__).resolve().parents[1] / "workflows"
+# The 13 B example, and every other workflow built on a WaveSpeed node (the 1.5 one).
+WORKFLOWS = sorted({FOLDER / "hunyuan_i2v_wavespeed.json"} | {
+    path for path in FOLDER.glob("*.json") if any(f'"type": "{name}"' in path.read_text(encoding="utf-8")
+                                                   for name in REMOTE_NODES)})
+FRONTEND_ONLY = {"Note", "MarkdownNote"}  # drawn by the frontend, never sent to the server
+# What each endpoint's example must be set to: the endpoint's defaults, which the published prices assume.
+EXPECTED = {"HunyuanVideoI2VWaveSpeed": {"num_inference_steps": 30, "duration": 5, "size": "auto"},
+            "HunyuanVideo15I2VWaveSpeed": {"resolution": "720p", "duration": 5}}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
 
@@ -23,9 +31,19 @@ CORE_NODES = {
 }
 
 
+@pytest.fixture(scope="module", params=WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def workflow(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def graph():
-    return json.loads(WORKFLOW.read_text(encoding="utf-8"))
+def graph(workflow):
+    return json.loads(workflow.read_text(encoding="utf-8"))
+
+
+def remote_node(graph):
+    [node] = [n for n in graph["nodes"] if n["type"] in REMOTE_NODES]
+    return node, REMOTE_NODES[node["type"]]
 
 
 def expected_widgets(spec):
@@ -71,26 +89,27 @@ def test_format_is_the_ui_graph_v0_4(graph):
 
 
 def test_only_core_nodes_and_ours(graph):
-    assert {n["type"] for n in graph["nodes"]} == set(CORE_NODES) | {"HunyuanVideoI2VWaveSpeed"}
+    node, _ = remote_node(graph)
+    assert {n["type"] for n in graph["nodes"]} - FRONTEND_ONLY == set(CORE_NODES) | {node["type"]}
 
 
 def test_our_widgets_follow_input_types_order_and_ranges(graph):
-    [node] = [n for n in graph["nodes"] if n["type"] == "HunyuanVideoI2VWaveSpeed"]
-    expected = expected_widgets(HunyuanVideoI2VWaveSpeed.INPUT_TYPES())
+    node, cls = remote_node(graph)
+    expected = expected_widgets(cls.INPUT_TYPES())
     values = node["widgets_values"]
     assert len(values) == len(expected)
     for (name, kind, options, _), value in zip(expected, values):
         check_widget(name, kind, options, value)
     named = {name: value for (name, *_), value in zip(expected, values)}
-    assert named["num_inference_steps"] == 30 and named["duration"] == 5 and named["size"] == "auto"
+    assert {k: named[k] for k in EXPECTED[node["type"]]} == EXPECTED[node["type"]]
     assert named["prompt"].strip()
 
 
 def test_our_slots_match_return_types(graph):
-    [node] = [n for n in graph["nodes"] if n["type"] == "HunyuanVideoI2VWaveSpeed"]
-    assert [o["type"] for o in node["outputs"]] == list(HunyuanVideoI2VWaveSpeed.RETURN_TYPES)
-    assert [o["name"] for o in node["outputs"]] == list(HunyuanVideoI2VWaveSpeed.RETURN_NAMES)
-    spec = HunyuanVideoI2VWaveSpeed.INPUT_TYPES()
+    node, cls = remote_node(graph)
+    assert [o["type"] for o in node["outputs"]] == list(cls.RETURN_TYPES)
+    assert [o["name"] for o in node["outputs"]] == list(cls.RETURN_NAMES)
+    spec = cls.INPUT_TYPES()
     declared = {name: kind for section in ("required", "optional") for name, (kind, *_) in spec[section].items()}
     for slot in node["inputs"]:
         assert declared[slot["name"]] == slot["type"]
@@ -127,11 +146,16 @@ def test_links_connect_matching_types(graph):
 
 def test_an_output_node_saves_the_video(graph):
     targets = {nodes["type"] for nodes in graph["nodes"]}
-    assert "SaveVideo" in targets and HunyuanVideoI2VWaveSpeed.OUTPUT_NODE
+    assert "SaveVideo" in targets and remote_node(graph)[1].OUTPUT_NODE
 
 
-def test_no_key_in_the_workflow():
-    text = WORKFLOW.read_text(encoding="utf-8")
+def test_there_is_an_example_for_every_endpoint():
+    shown = {remote_node(json.loads(path.read_text(encoding="utf-8")))[0]["type"] for path in WORKFLOWS}
+    assert shown == set(REMOTE_NODES)
+
+
+def test_no_key_in_the_workflow(workflow):
+    text = workflow.read_text(encoding="utf-8")
     assert "bearer" not in text.lower() and '"api_key"' not in text.lower()
     # API keys are long unbroken tokens mixing letters and digits; none may sit in a shared file.
     tokens = [t for t in re.findall(r"[A-Za-z0-9_]{20,}", text) if sum(c.isdigit() for c in t) >= 4]

@@ -1,20 +1,21 @@
-"""WaveSpeed's hosted HunyuanVideo-I2V endpoint: upload, submit, poll, download.
+"""WaveSpeed's hosted image-to-video endpoints: upload, submit, poll, download.
 
-A paid remote job must never be paid twice and never be lost, so the rules are:
+A paid remote job must never be paid twice and never be lost, so:
 
-- polls, downloads and uploads retry (urllib3 ``Retry``: 429 with Retry-After,
-  5xx, connection errors, with backoff) under an overall deadline;
-- a submit is never repeated once it may have reached the server: only a
-  connection that never opened, or an explicit 429 refusal, is tried again;
-- the task id goes into the journal (:mod:`.wavespeed_journal`) before the
-  first poll, so a rerun with the same inputs resumes it;
-- the API key is sent only to the API base, never to output hosts, and is
-  scrubbed from every message this module produces.
+- uploads, polls and downloads retry (429 with Retry-After, 5xx, network
+  errors) under one ``Retry`` policy each (see :mod:`.transport`);
+- a submit is sent again only when its connection never opened or WaveSpeed
+  refused it with 429: once it may have arrived, another one could create
+  (and bill) a second task;
+- the submit's task id reaches the caller's ``on_task`` (the journal) from the
+  thread that received the answer, even when the user cancelled meanwhile;
+- every wait gives way to a stop request within a fraction of a second;
+- the API key is sent only to the API base, never to upload or output hosts,
+  and is scrubbed from every message this module produces.
 
-No ComfyUI types here: the node passes plain values and callables in. Jobs,
-batches and resuming live in :mod:`.wavespeed_jobs`; the API key and the log
-filter that hides it in :mod:`.wavespeed_keys`; the exceptions in
-:mod:`.wavespeed_errors`.
+No ComfyUI types here: the node passes plain values in. Endpoints are data in
+:mod:`.endpoints`; image uploads live in :mod:`.uploads`, the retry layer in
+:mod:`.transport`, jobs and batches in :mod:`.jobs` and :mod:`.runner`.
 """
 
 from __future__ import annotations
@@ -22,49 +23,40 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
+import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from ..errors import UserInputError
 from ..shared.video import read_mp4
+from . import transport, uploads
+from .answers import (
+    FAILED_STATUSES, PREDICTIONS_PAGE, answer_error, extract_failure, extract_inference_s, extract_output_url,
+    extract_status, failure_text, json_object,
+)
 from .errors import (
-    FAILURE_CODES, WaveSpeedAccountError, WaveSpeedAuthError, WaveSpeedDownloadError, WaveSpeedError,
-    WaveSpeedInterrupted, WaveSpeedRequestError, WaveSpeedSubmitUncertain, WaveSpeedTaskFailed, WaveSpeedTimeout,
-    WaveSpeedUnavailable,
+    WaveSpeedDownloadError, WaveSpeedError, WaveSpeedRequestError, WaveSpeedSubmitUncertain, WaveSpeedTaskFailed,
+    WaveSpeedTimeout, WaveSpeedUnavailable,
 )
 from .keys import HIDDEN_KEY, hide_in_logs, key_help
+from .transport import GaveUp, Retryable, Stop
 
 log = logging.getLogger(__name__)
 
 BASE_URL_ENV = "WAVESPEED_BASE_URL"
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
-MODEL_ID = "wavespeed-ai/hunyuan-video/i2v"
-SUBMIT_PATH = f"/api/v3/{MODEL_ID}"
 RESULT_PATH = "/api/v3/predictions/{task_id}/result"
-UPLOAD_PATH = "/api/v3/media/upload/binary"
-PREDICTIONS_PAGE = "https://wavespeed.ai/predictions"
-
-# Published price on the model page; WaveSpeed bills, this only estimates.
-PRICE_PER_RUN_USD = 0.40
-SIZES = ("1280*720", "720*1280")
-STEPS_RANGE = (2, 30)
-DURATION_RANGE = (5, 10)
-SEED_RANGE = (-1, 9_999_999_999)
-
-# Any other status (created, pending, queued, processing, ...) means "still working".
-FAILED_STATUSES = {"failed", "cancelled", "canceled", "timeout", "error"}
 RETRYABLE_HTTP = (429, 500, 502, 503, 504)
+# Decoding is CPU- and memory-bound (a 720p, 5 s video peaks near 3 GB while it
+# becomes float frames): more decodes at once than cores only adds memory.
+_DECODE_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
-
-# ---------------------------------------------------------------- settings
 
 @dataclass(frozen=True)
 class ClientSettings:
@@ -77,14 +69,15 @@ class ClientSettings:
     poll_start_s: float = 1.0         # first poll interval ...
     poll_max_s: float = 5.0           # ... growing to this
     poll_growth: float = 1.25
-    http_retries: int = 4             # per poll/download/upload request
+    http_retries: int = 4             # per upload or download, for each kind of failure
     backoff_s: float = 0.5            # urllib3 backoff_factor
     backoff_max_s: float = 10.0
     retry_after_max_s: float = 60.0   # a longer Retry-After is cut to this
     submit_connect_retries: int = 3   # connection never opened: nothing was sent
     submit_rate_limit_retries: int = 3
-    download_attempts: int = 3
-    ui_tick_s: float = 0.25           # how often the caller's thread reports and checks for interrupt
+    download_attempts: int = 3        # tries when the file arrives but is not a whole video
+    ui_tick_s: float = 0.1            # how often the caller's thread reports and checks for a stop
+    stop_check_s: float = 0.05        # how often a thread waiting for an answer checks for a stop
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ClientSettings":
@@ -92,233 +85,121 @@ class ClientSettings:
         return cls(base_url=base.rstrip("/"), **overrides)
 
 
-def _retry_class(cap_s: float) -> type[Retry]:
-    class CappedRetry(Retry):
-        # urllib3 sleeps whatever Retry-After says; a deadline needs a ceiling.
-        def get_retry_after(self, response):  # noqa: ANN001
-            value = super().get_retry_after(response)
-            return None if value is None else min(value, cap_s)
-
-    return CappedRetry
-
-
-def _session(retry: Retry) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the connection never opened, so the server saw nothing."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
-    return isinstance(reason, (NewConnectionError, ConnectTimeoutError, NameResolutionError))
-
-
-# ---------------------------------------------------------------- response reading
-
-def _json(response: requests.Response) -> dict[str, Any]:
-    body = response.json()
-    if not isinstance(body, dict):
-        raise ValueError("answer is not a JSON object")
-    return body
-
-
-def extract_status(data: dict[str, Any]) -> str:
-    return str(data.get("status") or "unknown").lower()
-
-
-def extract_inference_s(data: dict[str, Any]) -> float | None:
-    timings = data.get("timings") or {}
-    value = timings.get("inference") if isinstance(timings, dict) else None
-    return float(value) / 1000.0 if isinstance(value, (int, float)) and value > 0 else None
-
-
-def extract_output_url(data: dict[str, Any]) -> str | None:
-    outputs = data.get("outputs") or []
-    return next((o for o in outputs if isinstance(o, str) and o), None)
-
-
-def extract_nsfw(data: dict[str, Any]) -> bool:
-    return any(bool(flag) for flag in (data.get("has_nsfw_contents") or []))
-
-
-def extract_failure(data: dict[str, Any], envelope: dict[str, Any]) -> tuple[int | None, str]:
-    """WaveSpeed's failure code and message, wherever this answer put them."""
-    error = data.get("error")
-    message = error.get("message", "") if isinstance(error, dict) else str(error or "")
-    candidates = [error.get("code") if isinstance(error, dict) else None, data.get("code"), envelope.get("code")]
-    numbers = [int(c) for c in candidates if isinstance(c, int) or (isinstance(c, str) and c.isdigit())]
-    code = next((c for c in numbers if c != 200), None)
-    if code is None:
-        found = re.search(r"\b(1[2-4]\d\d|5\d{3})\b", message)
-        code = int(found.group(1)) if found else None
-    return code, message or str(envelope.get("message") or "no reason given")
-
-
-def estimate_price(new_runs: int) -> float:
-    return round(PRICE_PER_RUN_USD * new_runs, 2)
-
-
-# ---------------------------------------------------------------- HTTP client
-
-class _Transient(Exception):
-    """A failure worth another try (network, 429, 5xx, unreadable answer)."""
-
-
 class WaveSpeedClient:
     """One WaveSpeed account's HTTP calls; thread-safe for a batch's workers."""
 
-    def __init__(self, api_key: str, settings: ClientSettings | None = None,
-                 should_stop: Callable[[], bool] = lambda: False, state_dir: str | os.PathLike | None = None):
-        self.settings = s = settings or ClientSettings.from_env()
+    def __init__(self, api_key: str, settings: ClientSettings | None = None, stop: Stop | None = None,
+                 state_dir: str | os.PathLike | None = None):
+        self.settings = settings or ClientSettings.from_env()
         self._key = api_key
         hide_in_logs(api_key)
-        self._should_stop = should_stop
+        self.stop = stop or Stop()
         self._state_dir = state_dir
-        capped = _retry_class(s.retry_after_max_s)
-        self._retrying = _session(capped(
-            total=s.http_retries, connect=s.http_retries, read=s.http_retries, status=s.http_retries,
-            other=s.http_retries, allowed_methods=None, status_forcelist=RETRYABLE_HTTP,
-            backoff_factor=s.backoff_s, backoff_max=s.backoff_max_s, raise_on_status=False))
-        # Only a connection that never opened may be retried: after the request
-        # is out, a retry could create (and bill) a second task.
-        self._submitting = _session(Retry(
-            total=s.submit_connect_retries, connect=s.submit_connect_retries, read=0, status=0, other=0,
-            redirect=0, status_forcelist=(), backoff_factor=s.backoff_s, backoff_max=s.backoff_max_s,
-            raise_on_status=False))
+        self.retrier = transport.Retrier(self.stop, self.settings.retry_after_max_s, self.settings.stop_check_s)
+        self.http = transport.session()
+        # Submits get their own session and close their connection: a stale pooled
+        # connection failing mid-send would leave the submit's fate unknown.
+        self._submit_http = transport.session()
+        self.ticket_route: bool | None = None  # None: not tried yet; False: only the older route exists
 
     def close(self) -> None:
-        self._retrying.close()
-        self._submitting.close()
+        self.http.close()
+        self._submit_http.close()
 
     # ------------------------------------------------------------ helpers
 
     def scrub(self, text: str) -> str:
         return text.replace(self._key, HIDDEN_KEY) if self._key else text
 
-    def _auth(self) -> dict[str, str]:
+    def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}"}
 
-    def _url(self, path: str) -> str:
+    def url(self, path: str) -> str:
         return self.settings.base_url.rstrip("/") + path
 
-    def _timeout(self) -> tuple[float, float]:
+    def timeout(self) -> tuple[float, float]:
         return (self.settings.connect_timeout_s, self.settings.read_timeout_s)
 
+    def policy(self, **counts: Any) -> Retry:
+        s = self.settings
+        options = dict(total=None, connect=s.http_retries, read=s.http_retries, status=s.http_retries,
+                       other=s.http_retries, allowed_methods=None, status_forcelist=RETRYABLE_HTTP,
+                       backoff_factor=s.backoff_s, backoff_max=s.backoff_max_s, raise_on_status=False)
+        return Retry(**{**options, **counts})
+
+    def request(self, http: requests.Session, method: str, url: str, policy: Retry, **kwargs: Any):
+        return transport.request(http, method, url, policy, self.scrub, **kwargs)
+
+    def refused(self, response: requests.Response, what: str, model_id: str = "WaveSpeed's API") -> WaveSpeedError:
+        error = answer_error(response, what, model_id=model_id, key_help=key_help(self._state_dir))
+        return type(error)(self.scrub(str(error)))
+
     def check_stop(self) -> None:
-        if self._should_stop():
-            raise WaveSpeedInterrupted("Stopped on request; recorded WaveSpeed tasks resume on the next run.")
+        self.stop.check()
 
-    def pause(self, seconds: float) -> None:
-        """Sleep in short slices so a stop request is seen at once."""
-        end = time.monotonic() + max(0.0, seconds)
-        while True:
-            self.check_stop()
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, 0.05))
-
-    def _get(self, url: str, *, auth: bool, stream: bool = False) -> requests.Response:
-        try:
-            return self._retrying.get(url, headers=self._auth() if auth else None, timeout=self._timeout(),
-                                      stream=stream)
-        except requests.RequestException as exc:
-            raise _Transient(self.scrub(f"{type(exc).__name__}: {exc}")) from None
-
-    def _answer_error(self, response: requests.Response, what: str) -> WaveSpeedError:
-        try:
-            body = _json(response)
-            message, code = str(body.get("message") or ""), body.get("code")
-        except ValueError:
-            message, code = response.text[:300], None
-        message = self.scrub(message.strip() or response.reason or "no message")
-        status = response.status_code
-        coded = f", code {code}" if isinstance(code, int) and code != status else ""
-        if status == 401:
-            return WaveSpeedAuthError(f"WaveSpeed rejected the API key (HTTP 401: {message}). {key_help(self._state_dir)}")
-        if status == 402:
-            return WaveSpeedAccountError(f"WaveSpeed asks for payment (HTTP 402: {message}). "
-                                         "Add credit to your WaveSpeed account, then run again.")
-        if status == 403:
-            return WaveSpeedAccountError(f"WaveSpeed refused this account (HTTP 403{coded}: {message}). Check that "
-                                         f"the account is active, has credit and may use {MODEL_ID}.")
-        if status == 400:
-            return WaveSpeedRequestError(f"WaveSpeed rejected the {what} (HTTP 400{coded}: {message}). "
-                                         "Check the prompt, image and settings.")
-        if status == 429:
-            return WaveSpeedUnavailable(f"WaveSpeed's rate limit refused the {what} (HTTP 429: {message}). A default "
-                                        "account runs 2 videos at once and 2 a minute: lower concurrency or wait.")
-        if status >= 500:
-            return WaveSpeedUnavailable(f"WaveSpeed kept failing the {what} (HTTP {status}: {message}). Try later.")
-        return WaveSpeedError(f"WaveSpeed answered HTTP {status}{coded} to the {what}: {message}")
-
-    # ------------------------------------------------------------ calls
+    # ------------------------------------------------------------ upload
 
     def upload_image(self, png: bytes, filename: str = "image.png") -> str:
-        """Upload through the media endpoint; returns the URL to submit. Repeats are harmless."""
-        self.check_stop()
-        try:
-            response = self._retrying.post(self._url(UPLOAD_PATH), headers=self._auth(), timeout=self._timeout(),
-                                           files={"file": (filename, png, "image/png")})
-        except requests.RequestException as exc:
-            raise WaveSpeedUnavailable(self.scrub(f"Could not upload the image to WaveSpeed ({exc}). "
-                                                  "Check the network and run again.")) from None
-        if not response.ok:
-            raise self._answer_error(response, "image upload")
-        try:
-            url = _json(response)["data"]["download_url"]
-        except (ValueError, KeyError, TypeError):
-            raise WaveSpeedUnavailable("WaveSpeed's answer to the image upload was unreadable; run again.") from None
-        return str(url)
+        """Upload an image; returns the URL to submit (see :mod:`.uploads`)."""
+        return uploads.upload_image(self, png, filename)
 
-    def submit(self, payload: dict[str, Any], deadline: float) -> str:
-        """Create the task; returns its id. Never sent twice once it may have arrived."""
-        refusals = 0
-        while True:
-            self.check_stop()
+    # ------------------------------------------------------------ submit
+
+    def submit(self, path: str, payload: dict[str, Any], deadline: float,
+               on_task: Callable[[str], None] = lambda task_id: None) -> str:
+        """Create the task at ``path``; returns its id after ``on_task(id)`` ran. Never sent twice once it may
+        have arrived. On a stop request while the answer is on its way, the answer is still read and handed to
+        ``on_task`` in the background (see :func:`.transport.call`)."""
+        s, url = self.settings, self.url(path)
+        model_id = path.removeprefix("/api/v3/")
+        # A 5xx is not retried here either: the task may exist behind it.
+        policy = Retry(total=None, connect=s.submit_connect_retries, read=0, other=0,
+                       status=s.submit_rate_limit_retries, allowed_methods=None, status_forcelist=(429,),
+                       backoff_factor=s.backoff_s, backoff_max=s.backoff_max_s, raise_on_status=False)
+
+        def attempt() -> str:
+            answer = self.request(self._submit_http, "POST", url, policy, json=payload,
+                                   headers={**self.auth(), "Connection": "close"},
+                                   timeout=(s.connect_timeout_s, s.submit_read_timeout_s))
+            task_id = self._task_id(answer, model_id)
             try:
-                response = self._submitting.post(self._url(SUBMIT_PATH), json=payload,
-                                                 timeout=(self.settings.connect_timeout_s,
-                                                          self.settings.submit_read_timeout_s),
-                                                 headers={**self._auth(), "Connection": "close"})
-            except requests.RequestException as exc:
-                if _never_sent(exc):
-                    raise WaveSpeedUnavailable(self.scrub(
-                        f"Could not connect to WaveSpeed at {self.settings.base_url} ({type(exc).__name__}). Nothing "
-                        f"was sent, so nothing was charged. Check the network or {BASE_URL_ENV}.")) from None
-                raise self._uncertain(f"the connection failed after the request was sent: {type(exc).__name__}") from None
-            if response.status_code == 429 and refusals < self.settings.submit_rate_limit_retries:
-                # A 429 is WaveSpeed refusing the request: no task exists, so
-                # asking again cannot create a second one.
-                refusals += 1
-                wait_s = _retry_after_s(response) or self.settings.backoff_s * 2 ** refusals
-                wait_s = min(wait_s, self.settings.retry_after_max_s)
-                if time.monotonic() + wait_s < deadline:
-                    log.info("WaveSpeed rate limit; submitting again in %.1f s", wait_s)
-                    self.pause(wait_s)
-                    continue
-            if response.status_code >= 500:
-                raise self._uncertain(f"WaveSpeed answered HTTP {response.status_code}")
-            if not response.ok:
-                raise self._answer_error(response, "submit")
-            try:
-                body = _json(response)
-                data = body.get("data") or {}
-                task_id = data.get("id") if isinstance(data, dict) else None
-            except ValueError:
-                raise self._uncertain("its answer was not readable JSON") from None
-            if not task_id:
-                code = body.get("code")
-                if isinstance(code, int) and code != 200:
-                    raise WaveSpeedRequestError(self.scrub(
-                        f"WaveSpeed refused the submit (code {code}: {body.get('message') or 'no message'})."))
-                raise self._uncertain("its answer held no task id")
-            return str(task_id)
+                on_task(task_id)
+            except Exception as exc:  # noqa: BLE001 - the task exists: say which one
+                raise WaveSpeedError(self.scrub(
+                    f"WaveSpeed task {task_id} was created but could not be recorded in the journal ({exc}). It is "
+                    f"paid: find it at {PREDICTIONS_PAGE} before running again.")) from None
+            return task_id
+
+        try:
+            return self.retrier.run(attempt, policy, "POST", url, deadline)
+        except GaveUp as gave:
+            last = gave.last
+            if last.response is not None:  # refused with 429 until out of patience
+                raise self.refused(last.response, "submit", model_id) from None
+            if transport.never_sent(last.error):
+                raise WaveSpeedUnavailable(self.scrub(
+                    f"Could not connect to WaveSpeed at {s.base_url} ({last}). Nothing was sent, so nothing was "
+                    f"charged. Check the network or {BASE_URL_ENV}.")) from None
+            raise self._uncertain(f"the connection failed after the request was sent: {last}") from None
+
+    def _task_id(self, answer: requests.Response, model_id: str) -> str:
+        if answer.status_code >= 500:
+            raise self._uncertain(f"WaveSpeed answered HTTP {answer.status_code}")
+        if not answer.ok:
+            raise self.refused(answer, "submit", model_id)
+        try:
+            body = json_object(answer)
+            data = body.get("data") or {}
+            task_id = data.get("id") if isinstance(data, dict) else None
+        except ValueError:
+            raise self._uncertain("its answer was not readable JSON") from None
+        if not task_id:
+            code = body.get("code")
+            if isinstance(code, int) and code != 200:
+                raise WaveSpeedRequestError(self.scrub(
+                    f"WaveSpeed refused the submit (code {code}: {body.get('message') or 'no message'})."))
+            raise self._uncertain("its answer held no task id")
+        return str(task_id)
 
     def _uncertain(self, reason: str) -> WaveSpeedSubmitUncertain:
         return WaveSpeedSubmitUncertain(self.scrub(
@@ -326,39 +207,52 @@ class WaveSpeedClient:
             f"again, so you are not charged twice. Look for a task made just now at {PREDICTIONS_PAGE} before "
             "running again: running again submits and pays for a new task."))
 
-    def poll(self, task_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """One status request: (data, envelope)."""
-        response = self._get(self._url(RESULT_PATH.format(task_id=task_id)), auth=True)
-        if response.status_code == 404:
+    # ------------------------------------------------------------ poll
+
+    def poll(self, task_id: str, policy: Retry | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One status request: (data, envelope); :class:`Retryable` when worth asking again."""
+        policy = policy or self.policy()
+        answer = self.request(self.http, "GET", self.url(RESULT_PATH.format(task_id=task_id)), policy,
+                               headers=self.auth(), timeout=self.timeout())
+        if answer.status_code == 404:
             raise WaveSpeedTaskFailed(f"WaveSpeed does not know task {task_id} (HTTP 404); tasks are kept 7 days. "
                                       "Run again to submit a new one.", task_id=task_id)
-        if response.status_code in RETRYABLE_HTTP:
-            raise _Transient(f"HTTP {response.status_code}")
-        if not response.ok:
-            raise self._answer_error(response, "status request")
+        if not answer.ok:
+            raise self.refused(answer, "status request")
         try:
-            envelope = _json(response)
+            envelope = json_object(answer)
             data = envelope["data"]
             if not isinstance(data, dict):
                 raise TypeError("data is not an object")
         except (ValueError, KeyError, TypeError):
-            raise _Transient("an unreadable status answer") from None
+            raise Retryable("an unreadable status answer", error=ValueError("unreadable status answer")) from None
         return data, envelope
 
     def wait_for(self, task_id: str, deadline: float, timeout_s: float,
                  on_poll: Callable[[str, float | None, str], None]) -> dict[str, Any]:
-        """Poll until the task completes (returns its data), fails, or the deadline passes."""
-        interval, status, note = self.settings.poll_start_s, "submitted", ""
+        """Poll until the task completes (returns its data), fails, or the deadline passes.
+
+        Polling is itself the retry loop here: a failed poll waits as the
+        policy says (Retry-After, else backoff) and polls again, for as long
+        as the deadline allows; a good answer starts the backoff afresh.
+        """
+        s = self.settings
+        url = self.url(RESULT_PATH.format(task_id=task_id))
+
+        def unbounded() -> Retry:
+            return self.policy(connect=None, read=None, status=None, other=None)
+
+        retry, interval, status = unbounded(), s.poll_start_s, "submitted"
         while True:
             self.check_stop()
             try:
-                data, envelope = self.poll(task_id)
-            except _Transient as exc:
-                note = f"retrying after {exc}"
-                log.info("WaveSpeed task %s: %s", task_id, note)
-                on_poll(status, None, note)
+                data, envelope = self.retrier.call(lambda policy=retry: self.poll(task_id, policy))
+            except Retryable as failure:
+                retry, wait = self.retrier.after_failure(retry, failure, "GET", url)
+                log.info("WaveSpeed task %s: retrying after %s", task_id, failure)
+                on_poll(status, None, f"retrying after {failure}")
             else:
-                status, note = extract_status(data), ""
+                retry, status = unbounded(), extract_status(data)
                 if status == "completed":
                     if not extract_output_url(data):
                         raise WaveSpeedTaskFailed(f"WaveSpeed task {task_id} completed without a video URL. "
@@ -366,99 +260,83 @@ class WaveSpeedClient:
                     return data
                 if status in FAILED_STATUSES:
                     code, message = extract_failure(data, envelope)
-                    raise WaveSpeedTaskFailed(self._failure_text(task_id, status, code, message), code, task_id)
-                on_poll(status, extract_inference_s(data), note)
+                    raise WaveSpeedTaskFailed(self.scrub(failure_text(task_id, status, code, message)), code, task_id)
+                on_poll(status, extract_inference_s(data), "")
+                wait, interval = interval, min(interval * s.poll_growth, s.poll_max_s)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise WaveSpeedTimeout(
                     f"WaveSpeed task {task_id} is still '{status}' after the {timeout_s:.0f} s timeout. It is paid "
                     "and recorded in the journal: run the same inputs again to keep waiting for it without paying "
                     f"again, or raise the timeout. It also shows at {PREDICTIONS_PAGE}.", task_id=task_id)
-            self.pause(min(interval, left))
-            interval = min(interval * self.settings.poll_growth, self.settings.poll_max_s)
+            self.stop.sleep(min(wait, left))
 
-    def _failure_text(self, task_id: str, status: str, code: int | None, message: str) -> str:
-        meaning = FAILURE_CODES.get(code or -1, "")
-        if code == 1200 or "moderat" in message.lower():
-            meaning = FAILURE_CODES[1200]
-        detail = f"code {code}: " if code is not None else ""
-        text = f"WaveSpeed task {task_id} {status} ({detail}{message})."
-        return self.scrub(f"{text} Meaning: {meaning}." if meaning else text)
+    # ------------------------------------------------------------ download
 
     def fetch_video(self, url: str, dest: Path, task_id: str) -> tuple[Any, float]:
-        """Download the MP4 to ``dest`` (the output folder), then decode it."""
-        last = ""
-        for attempt in range(1, self.settings.download_attempts + 1):
-            self.check_stop()
-            try:
-                self._download(url, dest, task_id)
-                return read_mp4(dest)
-            except WaveSpeedError:
-                raise
-            except _Transient as exc:
-                last = str(exc)
-            except UserInputError as exc:  # read_mp4: the bytes arrived but are not a whole video
-                last = str(exc)
-            log.info("WaveSpeed download of task %s, attempt %d: %s", task_id, attempt, last)
-            if attempt < self.settings.download_attempts:
-                self.pause(min(self.settings.backoff_s * 2 ** attempt, self.settings.backoff_max_s))
-        raise WaveSpeedDownloadError(self.scrub(
-            f"The finished video of WaveSpeed task {task_id} could not be fetched from {url} after "
-            f"{self.settings.download_attempts} tries (last problem: {last}). The task is paid and recorded: run the "
-            "same inputs again to retry the download without paying again, within 7 days."))
+        """Download the MP4 to ``dest`` (the output folder), then decode it; one policy covers both."""
+        policy = self.policy(other=self.settings.download_attempts - 1)
 
-    def _download(self, url: str, dest: Path, task_id: str) -> None:
-        part = dest.with_name(dest.name + ".part")
+        def attempt() -> tuple[Any, float]:
+            self._download(url, dest, task_id, policy)
+            try:
+                with _DECODE_SLOTS:
+                    self.check_stop()
+                    return read_mp4(dest)
+            except UserInputError as exc:  # the bytes arrived but are not a whole video
+                raise Retryable(str(exc), error=exc) from None
+
+        try:
+            return self.retrier.run(attempt, policy, "GET", url)
+        except GaveUp as gave:
+            raise WaveSpeedDownloadError(self.scrub(
+                f"The finished video of WaveSpeed task {task_id} could not be fetched from {url} (last problem: "
+                f"{gave.last}). The task is paid and recorded: run the same inputs again to retry the download "
+                "without paying again, within 7 days.")) from None
+
+    def _download(self, url: str, dest: Path, task_id: str, policy: Retry) -> None:
+        # A part file of its own: a download left on Cancel may still be writing when a rerun fetches the same video.
+        part = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
         try:
             # Output files live on storage hosts: the API key is not sent there.
-            with self._get(url, auth=False, stream=True) as response:
-                if response.status_code in RETRYABLE_HTTP:
-                    raise _Transient(f"HTTP {response.status_code}")
-                if not response.ok:
-                    raise WaveSpeedDownloadError(
-                        f"The video of WaveSpeed task {task_id} is not at {url} (HTTP {response.status_code}). The "
-                        "task is recorded: run the same inputs again later to retry, or open the URL within 7 days.")
-                expected = int(response.headers.get("Content-Length") or 0)
-                written = 0
+            with self.request(self.http, "GET", url, policy, stream=True, timeout=self.timeout()) as answer:
+                if not answer.ok:
+                    raise WaveSpeedDownloadError(self.scrub(
+                        f"The video of WaveSpeed task {task_id} is not at {url} (HTTP {answer.status_code}). The "
+                        "task is recorded: run the same inputs again later to retry, or open the URL within 7 days."))
                 with open(part, "wb") as out:
-                    for chunk in response.iter_content(1 << 20):
+                    # urllib3 checks the length against Content-Length: a short transfer raises here.
+                    for chunk in answer.iter_content(1 << 20):
                         self.check_stop()
                         out.write(chunk)
-                        written += len(chunk)
-            if expected and written != expected:
-                raise _Transient(f"the transfer stopped at {written} of {expected} bytes")
+            self.check_stop()
             os.replace(part, dest)
         except requests.RequestException as exc:
-            raise _Transient(self.scrub(f"{type(exc).__name__}: {exc}")) from None
+            raise Retryable(self.scrub(f"{type(exc).__name__}: {exc}"), error=transport.cause(exc)) from None
         finally:
             part.unlink(missing_ok=True)
 
+    # ------------------------------------------------------------ images at URLs
+
+    def image_size(self, url: str) -> tuple[int, int]:
+        """(width, height) of a public image; no key is sent."""
+        from PIL import Image
+
+        policy = self.policy()
+        answer = self.retrier.run(lambda: self.request(self.http, "GET", url, policy, timeout=self.timeout()),
+                                   policy, "GET", url)
+        answer.raise_for_status()
+        with Image.open(io.BytesIO(answer.content)) as image:
+            return image.size
+
 
 def probe_image_size(url: str, settings: ClientSettings | None = None) -> tuple[int, int]:
-    """(width, height) of the image at ``url``, for the 'auto' size choice. No key is sent."""
-    from PIL import Image
-
+    """(width, height) of the image at ``url``, for the 'auto' size choice."""
     client = WaveSpeedClient("", settings)
     try:
-        response = client._get(url, auth=False)
-        response.raise_for_status()
-        with Image.open(io.BytesIO(response.content)) as image:
-            return image.size
+        return client.image_size(url)
     except Exception as exc:  # noqa: BLE001 - every failure here has the same fix
         raise UserInputError(f"Could not read the image at image_url to pick the size ({exc}). Make the URL "
                              "public, or choose a size instead of auto.") from None
     finally:
         client.close()
-
-
-def _retry_after_s(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None

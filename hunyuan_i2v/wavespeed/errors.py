@@ -16,7 +16,7 @@ from ..errors import UserInputError
 FAILURE_CODES = {
     1200: "content moderation: WaveSpeed's checker refused the prompt or the image; change them and run again",
     1400: "a required parameter is missing",
-    1401: "a parameter is invalid; check steps, duration, seed and size",
+    1401: "a parameter is invalid; check the node's settings against the endpoint's ranges",
     1402: "WaveSpeed could not fetch the image URL; make sure it is public",
     1403: "the task failed on WaveSpeed's side",
     1405: "the task failed on WaveSpeed's side",
@@ -67,4 +67,13 @@ class WaveSpeedDownloadError(WaveSpeedError):
 
 
 class WaveSpeedInterrupted(Exception):
-    """The caller asked to stop; journaled tasks resume on the next run."""
+    """The caller asked to stop; journaled tasks resume on the next run.
+
+    ``finishing`` is given when the stop left an exchange running in the
+    background (a submit whose answer is still on its way): an event that is
+    set once that exchange has ended and its task, if any, is in the journal.
+    """
+
+    def __init__(self, message: str, finishing=None):  # noqa: ANN001 - a threading.Event
+        super().__init__(message)
+        self.finishing = finishing

@@ -82,9 +82,11 @@ class _KeyScrubber(logging.Filter):
 
 
 _LOG_SCRUBBER = _KeyScrubber()
+# A logger's filters see only records logged to it, not those of its children:
+# each module's logger gets the filter.
+_PACK_MODULES = ("client", "transport", "uploads", "answers", "jobs", "runner", "journal", "keys", "endpoints")
 for _name in [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("urllib3", "requests")] + [
-        "urllib3", "requests", f"{__package__}.wavespeed", f"{__package__}.wavespeed_jobs",
-        f"{__package__}.wavespeed_journal"]:
+        "urllib3", "requests", __package__, *(f"{__package__}.{module}" for module in _PACK_MODULES)]:
     logging.getLogger(_name).addFilter(_LOG_SCRUBBER)
 
 
