@@ -37,6 +37,7 @@ def load_model(
     device: torch.device | None = None,
     offload_device: torch.device | None = None,
     variant: str = "auto",
+    compile_blocks: bool = False,
 ):
     """The transformer of either family, with its speed and memory options applied."""
     if offload_mode not in acceleration.OFFLOAD_MODES:
@@ -52,6 +53,10 @@ def load_model(
     if fp8_storage:
         acceleration.enable_fp8_storage(loaded.model, dtype)
         loaded.notes.append("Weights stored in fp8 (e4m3fn), computed in " + weight_dtype + ".")
+    if compile_blocks:
+        count = acceleration.compile_blocks(loaded.model)
+        loaded.notes.append(f"{count} blocks compiled with torch.compile: the first run (and a new video size) pays "
+                            "the compilation, later steps run faster.")
     if offload_mode == "block" and device is not None:
         acceleration.enable_block_offload(loaded.model, device, offload_device or torch.device("cpu"))
     return loaded

@@ -47,14 +47,16 @@ class HunyuanI2VLoadTransformer:
                 "attention": (list(acceleration.ATTENTION_BACKENDS), {"default": "native (PyTorch SDPA)", "tooltip": "Attention kernel. Others need their package installed. HunyuanVideo-1.5 needs one that takes a mask: flash-attn and sageattention switch to their varlen kind for it."}),
                 "offload_mode": (list(acceleration.OFFLOAD_MODES), {"default": "model", "tooltip": "; ".join(f"{k}: {v}" for k, v in acceleration.OFFLOAD_MODES.items())}),
                 "variant": (list(loading.VARIANT_CHOICES), {"default": "auto", "tooltip": "What the file cannot tell (HunyuanVideo-1.5: whether it is CFG- or step-distilled, which only changes the sampler's defaults). 'auto' reads the file's metadata; the info output says what was used."}),
+                "compile_blocks": ("BOOLEAN", {"default": False, "tooltip": "torch.compile each transformer block (regional compilation): the first run pays the compilation (minutes), later steps are faster. Needs a working compiler (Triton on NVIDIA GPUs)."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def load(self, model_name, weight_dtype, fp8_storage, attention, offload_mode, variant="auto", unique_id=None):
+    def load(self, model_name, weight_dtype, fp8_storage, attention, offload_mode, variant="auto",
+             compile_blocks=False, unique_id=None):
         loaded = loading.load_model(
             _resolve("diffusion_models", model_name), weight_dtype, fp8_storage, attention, offload_mode,
-            comfy.torch_device(), comfy.offload_device(), variant=variant,
+            comfy.torch_device(), comfy.offload_device(), variant=variant, compile_blocks=compile_blocks,
         )
         info = loaded.describe()
         comfy.node_text_sender(unique_id)(info)

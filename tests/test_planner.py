@@ -208,3 +208,22 @@ def test_time_cost_of_the_memory_options():
     assert planner.extra_seconds_per_pass(model, "block", False) == pytest.approx(
         weights / planner.HOST_TO_GPU_BYTES_PER_S)
     assert 0 < planner.extra_seconds_per_pass(model, "model", True) < planner.extra_seconds_per_pass(model, "block", False)
+
+
+def test_regional_compilation_is_an_option_off_by_default(comfy_models15, monkeypatch):
+    """compile_blocks compiles each transformer block (torch.compile, regional), not the whole model."""
+    from conftest import run_node, transformer_inputs
+
+    from hyv_pack import NODE_CLASS_MAPPINGS
+
+    spec = NODE_CLASS_MAPPINGS["HunyuanI2VLoadTransformer"].INPUT_TYPES()["required"]["compile_blocks"]
+    assert spec[1]["default"] is False
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compiled.append((type(self).__name__, kw)))
+    model, info = run_node("HunyuanI2VLoadTransformer", **transformer_inputs("[diffusers] tiny15", compile_blocks=True))
+    assert len(compiled) == len(model.model.transformer_blocks)
+    assert {name for name, _ in compiled} == {"HunyuanVideo15TransformerBlock"}
+    assert "compiled with torch.compile" in info
+    compiled.clear()
+    run_node("HunyuanI2VLoadTransformer", **transformer_inputs("[diffusers] tiny15"))
+    assert not compiled

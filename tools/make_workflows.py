@@ -297,7 +297,7 @@ def local_graph(name: str, summary: str, note_text: str, *, model: str, family: 
                                 "llava_llama3_vision.safetensors", "clip_l.safetensors")
     transformer = Node("transformer", "HunyuanI2VLoadTransformer", dict(
         model_name=model, weight_dtype="bf16", fp8_storage=fp8, attention="native (PyTorch SDPA)",
-        offload_mode=offload, variant=variant))
+        offload_mode=offload, variant=variant, compile_blocks=False))
     load_vae = Node("vae", "HunyuanI2VLoadVAE", dict(vae_name=vae, dtype="bf16"))
     encoders = Node("encoders", "HunyuanI2VLoadTextEncoders", dict(
         text_encoder=te, vision=vision, text_encoder_2=te2, dtype="bf16", fp8_storage=te_fp8, device=te_device))

@@ -260,6 +260,9 @@ def _add_models(parser) -> None:
     model.add_argument("--dtype", default="bf16", choices=list(acceleration.DTYPES),
                        help="transformer compute precision; fp16 can overflow to black frames (default: %(default)s)")
     model.add_argument("--fp8", action="store_true", help="store transformer weights in fp8 (default: off)")
+    model.add_argument("--compile", action="store_true",
+                       help="torch.compile each transformer block: the first run pays the compilation, later steps "
+                            "are faster (default: off)")
     model.add_argument("--attention", default="native (PyTorch SDPA)", choices=list(acceleration.ATTENTION_BACKENDS),
                        metavar="BACKEND",
                        help=f"attention kernel, one of: {'; '.join(acceleration.ATTENTION_BACKENDS)}. Backends other "

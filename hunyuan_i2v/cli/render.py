@@ -50,7 +50,7 @@ class Renderer:
         with self.progress.stage("Loading models", total=3 + len(plan.loras), unit="part") as bar:
             bar.set_postfix_str("transformer")
             model = loading.load_model(transformer, dtype, args.fp8, args.attention, args.offload, plan.device,
-                                       variant=args.variant)
+                                       variant=args.variant, compile_blocks=args.compile)
             bar.update()
             for path, strength in plan.loras:
                 bar.set_postfix_str(f"LoRA {path.name}")
