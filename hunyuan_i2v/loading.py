@@ -46,7 +46,7 @@ def load_model(
         raise UserInputError(f"Unknown variant '{variant}'. Use one of {', '.join(VARIANT_CHOICES)}.")
     dtype = acceleration.parse_dtype(weight_dtype)
     path = Path(path)
-    name = _family_for_slot(path, "transformer", "the transformer", "diffusion_models")
+    name = family_for_slot(path, "transformer", "the transformer", "diffusion_models")
     loaded = families.family(name).load_transformer(path, dtype, VARIANT_CHOICES[variant])
     loaded.offload_mode = offload_mode
     loaded.notes.extend(acceleration.set_attention_backend(loaded.model, attention, name))
@@ -65,7 +65,7 @@ def load_model(
 def load_vae(path: str | Path, dtype: str | torch.dtype = "bf16", tiling: bool = True):
     dtype = acceleration.parse_dtype(dtype) if isinstance(dtype, str) else dtype
     path = Path(path)
-    name = _family_for_slot(path, "vae", "the VAE", "vae")
+    name = family_for_slot(path, "vae", "the VAE", "vae")
     vae = families.family(name).load_vae(path, dtype)
     vae.set_tiling(tiling)
     return vae
@@ -111,7 +111,7 @@ def load_text_encoders(
     else:
         if sources.primary is None:
             raise ModelFileError("Pick the language model file (llava_llama3 or qwen_2.5_vl_7b) or a diffusers folder.")
-        name = _family_for_slot(sources.primary, "text_encoders", "the language model", "text_encoders")
+        name = family_for_slot(sources.primary, "text_encoders", "the language model", "text_encoders")
         fam = families.family(name)
         for slot, path, folder in (("vision", sources.vision, "clip_vision"), ("text_encoder_2", sources.second, "text_encoders")):
             wanted = fam.TEXT_ENCODER_SLOTS[slot]
@@ -130,7 +130,7 @@ def load_text_encoders(
     return encoders
 
 
-def _family_for_slot(path: Path, slot: str, what: str, folder: str) -> str:
+def family_for_slot(path: Path, slot: str, what: str, folder: str) -> str:
     """The family of a file given for ``slot``; a clear error when it is another slot's file or no Hunyuan part."""
     if path.is_dir():
         return families.of_folder(path)

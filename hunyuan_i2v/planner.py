@@ -100,8 +100,11 @@ def _tokens(transformer, cond, num_frames: int) -> tuple[int, int]:
         cond.width // ratio_s // config.patch_size)
     if hasattr(cond.positive, "text"):  # 1.5: the Qwen tokens (glyph and image tokens are the family's to add)
         text = cond.positive.text.shape[1]
-    else:  # 13 B: the MLLM's image tokens (subsampled) and text tokens
-        text = cond.positive.image_tokens.shape[1] // 2 + cond.positive.text_tokens.shape[1]
+    else:  # 13 B: the MLLM's image tokens (subsampled per release, as the sampler does) and text tokens
+        from .hunyuan_video_13b.sampling import IMAGE_EMBED_INTERLEAVE
+
+        every = IMAGE_EMBED_INTERLEAVE.get(transformer.variant, 1)
+        text = -(-cond.positive.image_tokens.shape[1] // every) + cond.positive.text_tokens.shape[1]
     return image, text
 
 

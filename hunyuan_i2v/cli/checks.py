@@ -112,21 +112,7 @@ def check_model_options(args, family: str) -> None:
     """Options that need a package or feature this machine may lack."""
     if (args.fp8 or args.text_encoder_fp8) and not hasattr(torch, "float8_e4m3fn"):
         raise UserInputError("This PyTorch has no float8 support; leave out --fp8/--text-encoder-fp8 or update PyTorch.")
-    label = args.attention
-    backend = acceleration.ATTENTION_BACKENDS[label]
-    if backend == "native":
-        return
-    if family in acceleration.FAMILIES_WITH_MASK:  # the loader swaps in the kernel that takes a mask
-        backend = acceleration.MASK_FALLBACKS.get(backend, backend)
-    # The same requirement check the loader makes when it sets the backend, done before loading.
-    from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
-
-    try:
-        _check_attention_backend_requirements(AttentionBackendName(backend))
-    except Exception as exc:  # noqa: BLE001 - diffusers raises RuntimeError/ImportError here
-        raise UserInputError(
-            f"--attention '{label}' is not usable here: {exc}. Install its package or use 'native (PyTorch SDPA)'."
-        ) from None
+    acceleration.usable_attention_backend(args.attention, family)  # the loader's own check, before loading
 
 
 # ---------------------------------------------------------------- model files
@@ -179,9 +165,9 @@ def plan_models(args) -> ModelPlan:
     vae = find(models, "vae", args.vae, "--vae") if args.vae else folder
     # The loaders' own checks, run now: each file holds the part its option names, by its header.
     parts = [
-        ("the transformer", loading._family_for_slot(transformer, "transformer", "the transformer", "diffusion_models"),
+        ("the transformer", loading.family_for_slot(transformer, "transformer", "the transformer", "diffusion_models"),
          ("transformer",)),
-        ("the VAE", loading._family_for_slot(vae, "vae", "the VAE", "vae"), ("vae",)),
+        ("the VAE", loading.family_for_slot(vae, "vae", "the VAE", "vae"), ("vae",)),
     ]
     sources = _text_encoder_sources(args, models, folder)
     parts.append(("the text encoders", _text_encoder_family(sources), ("text_encoders",)))
@@ -221,7 +207,7 @@ def _text_encoder_sources(args, models: Path | None, folder: Path | None) -> loa
 def _text_encoder_family(sources: loading.TextEncoderSources) -> str:
     if sources.folder is not None:
         return families.of_folder(sources.folder)
-    name = loading._family_for_slot(sources.primary, "text_encoders", "the language model", "text_encoders")
+    name = loading.family_for_slot(sources.primary, "text_encoders", "the language model", "text_encoders")
     fam = families.family(name)
     for slot, path, folder in (("vision", sources.vision, "clip_vision"), ("text_encoder_2", sources.second,
                                                                          "text_encoders")):

@@ -85,8 +85,11 @@ def enable_fp8_storage_text_encoders(encoders, compute_dtype: torch.dtype) -> No
     )
 
 
-def set_attention_backend(model: torch.nn.Module, label: str, family: str = "") -> list[str]:
-    """Select the attention kernel; returns notes for the user (a fallback that was taken)."""
+def usable_attention_backend(label: str, family: str = "") -> tuple[str, list[str]]:
+    """diffusers' backend name for ``label`` on ``family``, checked usable here; and notes (a fallback taken).
+
+    Called by the loader and, before anything loads, by the command line's checks.
+    """
     if label not in ATTENTION_BACKENDS:
         raise UserInputError(f"Unknown attention backend '{label}'. Use one of {', '.join(ATTENTION_BACKENDS)}.")
     backend = ATTENTION_BACKENDS[label]
@@ -97,8 +100,6 @@ def set_attention_backend(model: torch.nn.Module, label: str, family: str = "") 
         notes.append(
             f"Attention: HunyuanVideo-1.5 needs a kernel that takes an attention mask; using '{label}' instead."
         )
-    # Always set, "native" too: diffusers also makes the last backend set the process-wide default,
-    # which every model left without its own would then use.
     from diffusers.models.attention_dispatch import _check_attention_backend_requirements, AttentionBackendName
 
     try:
@@ -107,6 +108,14 @@ def set_attention_backend(model: torch.nn.Module, label: str, family: str = "") 
         raise UserInputError(
             f"Attention backend '{label}' is not usable here: {exc}. Install its package or pick 'native (PyTorch SDPA)'."
         ) from exc
+    return backend, notes
+
+
+def set_attention_backend(model: torch.nn.Module, label: str, family: str = "") -> list[str]:
+    """Select the attention kernel; returns notes for the user (a fallback that was taken)."""
+    backend, notes = usable_attention_backend(label, family)
+    # Always set, "native" too: diffusers also makes the last backend set the process-wide default,
+    # which every model left without its own would then use.
     model.set_attention_backend(backend)
     return notes
 
