@@ -16,3 +16,18 @@ class ModelFileError(UserInputError):
 
 class MissingModelError(ModelFileError, FileNotFoundError):
     """A model file or folder that is not where the user said."""
+
+
+class WorkerError(RuntimeError):
+    """Another process of a parallel run failed with an error that is not the user's to fix."""
+
+
+def rebuild(kind: str, message: str, where: str) -> Exception:
+    """The exception another process raised, from its class name and message.
+
+    The user's errors keep their class and sentence; anything else becomes a WorkerError naming ``where``.
+    """
+    known = {cls.__name__: cls for cls in (UserInputError, ModelFileError, MissingModelError)}
+    if kind in known:
+        return known[kind](message)
+    return WorkerError(f"{where} failed: {kind}: {message}")

@@ -14,6 +14,7 @@ import torch
 
 from . import families
 from .errors import ModelFileError, UserInputError
+from .parallel import sequence
 from .shared import acceleration, files, loras
 from .shared.tokenizers import find_tokenizer_dir
 
@@ -38,8 +39,12 @@ def load_model(
     offload_device: torch.device | None = None,
     variant: str = "auto",
     compile_blocks: bool = False,
+    ranks=None,
 ):
-    """The transformer of either family, with its speed and memory options applied."""
+    """The transformer of either family, with its speed and memory options applied.
+
+    ``ranks`` (parallel.ranks.Ranks): this process is one of several sharing each video's tokens.
+    """
     if offload_mode not in acceleration.OFFLOAD_MODES:
         raise UserInputError(f"Unknown offload mode '{offload_mode}'. Use one of {', '.join(acceleration.OFFLOAD_MODES)}.")
     if variant not in VARIANT_CHOICES:
@@ -49,6 +54,10 @@ def load_model(
     name = family_for_slot(path, "transformer", "the transformer", "diffusion_models")
     loaded = families.family(name).load_transformer(path, dtype, VARIANT_CHOICES[variant])
     loaded.offload_mode = offload_mode
+    if ranks is not None and attention != sequence.PARALLEL_ATTENTION:
+        loaded.notes.append(f"Attention: '{attention}' cannot be split across GPUs with the key masks this needs; "
+                            f"using '{sequence.PARALLEL_ATTENTION}'.")
+        attention = sequence.PARALLEL_ATTENTION
     loaded.notes.extend(acceleration.set_attention_backend(loaded.model, attention, name))
     if fp8_storage:
         acceleration.enable_fp8_storage(loaded.model, dtype)
@@ -59,7 +68,55 @@ def load_model(
                             "the compilation, later steps run faster.")
     if offload_mode == "block" and device is not None:
         acceleration.enable_block_offload(loaded.model, device, offload_device or torch.device("cpu"))
+    if ranks is not None:
+        sequence.enable(loaded.model, ranks.rank, ranks.world)
+        loaded.notes.append(parallel_note(loaded, ranks.world))
     return loaded
+
+
+def load_model_on_gpus(
+    gpus: int,
+    path: str | Path,
+    weight_dtype: str = "bf16",
+    fp8_storage: bool = False,
+    attention: str = "native (PyTorch SDPA)",
+    offload_mode: str = "model",
+    variant: str = "auto",
+    compile_blocks: bool = False,
+    device_type: str = "cuda",
+):
+    """The transformer in a pool of worker processes, one per GPU, each with a full copy of the weights.
+
+    This process keeps a weightless copy (on the meta device) for the model's config; sampling goes to the
+    pool (stages.run_sample). For programs that are one process (ComfyUI); the command line uses torchrun.
+    """
+    from .parallel.pool import WorkerPool
+
+    if offload_mode not in acceleration.OFFLOAD_MODES:
+        raise UserInputError(f"Unknown offload mode '{offload_mode}'. Use one of {', '.join(acceleration.OFFLOAD_MODES)}.")
+    if variant not in VARIANT_CHOICES:
+        raise UserInputError(f"Unknown variant '{variant}'. Use one of {', '.join(VARIANT_CHOICES)}.")
+    path = Path(path)
+    family_for_slot(path, "transformer", "the transformer", "diffusion_models")  # a wrong file fails here, at once
+    pool = WorkerPool(gpus, device_type, {
+        "path": str(path), "weight_dtype": weight_dtype, "fp8_storage": fp8_storage, "attention": attention,
+        "offload_mode": offload_mode, "variant": variant, "compile_blocks": compile_blocks,
+    })
+    report = pool.start()
+    loaded = report["transformer"]
+    import diffusers
+
+    with torch.device("meta"):
+        loaded.model = getattr(diffusers, report["model_class"]).from_config(report["config"])
+    torch.nn.Module.to(loaded.model, loaded.compute_dtype)  # ModelMixin.to would warn about fp32 modules
+    loaded.pool = pool
+    return loaded
+
+
+def parallel_note(loaded, gpus: int) -> str:
+    weights = acceleration.module_bytes([loaded.model]) / 1024**3
+    return (f"Split over {gpus} GPUs (sequence parallel): each GPU holds the whole transformer, {weights:.1f} GB of "
+            "weights, and a share of every video's tokens.")
 
 
 def load_vae(path: str | Path, dtype: str | torch.dtype = "bf16", tiling: bool = True):

@@ -21,6 +21,7 @@ from einops import rearrange
 
 from . import families, planner
 from .errors import UserInputError
+from .parallel import sequence
 from .shared import acceleration, images, loras
 from .shared.sampling import SamplingSettings, StepInfo, check_frames
 
@@ -99,8 +100,14 @@ def run_sample(
     offload_device: torch.device | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
     free_memory: int | None = None,
+    poll: Callable[[], None] | None = None,
+    previews: bool = False,
 ) -> SampleResult:
-    """Sample; ``free_memory`` (bytes free on ``device``, None = unknown) drives the memory plan."""
+    """Sample; ``free_memory`` (bytes free on ``device``, None = unknown) drives the memory plan.
+
+    With the transformer in a worker pool, ``poll`` is called while the workers run and may raise (Cancel),
+    and ``previews`` asks the first worker to send each step's estimate (``StepInfo.denoised``).
+    """
     families.check_match([
         ("the model", transformer, ("transformer",)),
         ("the conditioning (its text encoders and VAE)", cond, ("text_encoders", "vae")),
@@ -109,6 +116,14 @@ def run_sample(
     settings, notes = fam.resolve_settings(transformer, requested)
     check_frames(settings.num_frames)
     acceleration.check_cache(cache, cache_threshold)
+    if cache == "first block cache" and (transformer.pool is not None or sequence.is_enabled(transformer.model)):
+        raise UserInputError(
+            "The first block cache cannot run on several GPUs: each would decide on its own share of the video "
+            "whether to skip a step. Use the 'taylorseer' cache (a fixed schedule) or none."
+        )
+    if transformer.pool is not None:  # the weights are in worker processes, one per GPU: they sample
+        return transformer.pool.sample(transformer, cond, requested, cache, cache_threshold, on_step, poll,
+                                       previews)
     device = device or torch.device("cpu")
     notes += plan_sample(transformer, cond, settings.num_frames, device, offload_device, free_memory)
     keep = transformer.offload_mode == "none"

@@ -10,6 +10,7 @@ from . import comfy_bridge as comfy
 from .types import CATEGORY, MODEL, TEXT_ENCODERS, VAE
 
 DIFFUSERS_TAG = "[diffusers] "
+MAX_GPUS = 8
 FROM_FOLDER = "(from the diffusers folder)"
 
 
@@ -48,16 +49,24 @@ class HunyuanI2VLoadTransformer:
                 "offload_mode": (list(acceleration.OFFLOAD_MODES), {"default": "model", "tooltip": "; ".join(f"{k}: {v}" for k, v in acceleration.OFFLOAD_MODES.items())}),
                 "variant": (list(loading.VARIANT_CHOICES), {"default": "auto", "tooltip": "What the file cannot tell (HunyuanVideo-1.5: whether it is CFG- or step-distilled, which only changes the sampler's defaults). 'auto' reads the file's metadata; the info output says what was used."}),
                 "compile_blocks": ("BOOLEAN", {"default": False, "tooltip": "torch.compile each transformer block (regional compilation): the first run pays the compilation (minutes), later steps are faster. Needs a working compiler (Triton on NVIDIA GPUs)."}),
+                "gpus": ("INT", {"default": 1, "min": 1, "max": MAX_GPUS, "tooltip": "GPUs to use for each video (sequence parallel). Above 1, one worker process per GPU holds a full copy of the weights and samples a share of every video's tokens: about N times faster. The head count must divide by it: 13 B (24 heads) 2, 3, 4, 6 or 8; 1.5 (16 heads) 2, 4 or 8."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def load(self, model_name, weight_dtype, fp8_storage, attention, offload_mode, variant="auto",
-             compile_blocks=False, unique_id=None):
-        loaded = loading.load_model(
-            _resolve("diffusion_models", model_name), weight_dtype, fp8_storage, attention, offload_mode,
-            comfy.torch_device(), comfy.offload_device(), variant=variant, compile_blocks=compile_blocks,
-        )
+             compile_blocks=False, gpus=1, unique_id=None):
+        path = _resolve("diffusion_models", model_name)
+        if gpus > 1:
+            loaded = loading.load_model_on_gpus(
+                gpus, path, weight_dtype, fp8_storage, attention, offload_mode, variant, compile_blocks,
+                device_type=comfy.torch_device().type,
+            )
+        else:
+            loaded = loading.load_model(
+                path, weight_dtype, fp8_storage, attention, offload_mode, comfy.torch_device(),
+                comfy.offload_device(), variant=variant, compile_blocks=compile_blocks,
+            )
         info = loaded.describe()
         comfy.node_text_sender(unique_id)(info)
         return (loaded, info)

@@ -97,13 +97,14 @@ class HunyuanI2VSample:
 
         def on_step(info: StepInfo):
             comfy.check_interrupt()
-            bar.update_absolute(info.index + 1, info.total, preview(info.denoised) if preview else None)
+            shown = preview(info.denoised) if preview and info.denoised is not None else None
+            bar.update_absolute(info.index + 1, info.total, shown)
 
         comfy.check_interrupt()
         comfy.make_room_on_device(device, stages.gpu_bytes_for_sample(model))
         result = stages.run_sample(
             model, conditioning, requested, cache, cache_threshold, device, comfy.offload_device(), on_step,
-            free_memory=comfy.free_memory(device),
+            free_memory=comfy.free_memory(device), poll=comfy.check_interrupt, previews=preview is not None,
         )
         send(_settings_text(result.settings, result.notes))  # with the memory plan and what "auto" picked
         return (result.latent,)

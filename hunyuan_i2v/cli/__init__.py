@@ -3,6 +3,7 @@
     hunyuan-i2v generate --image in.png --prompt "..." --output out.mp4 --models ~/ComfyUI/models ...
     hunyuan-i2v batch jobs.jsonl --output-dir videos/ --models ~/ComfyUI/models ...
     hunyuan-i2v generate --demo --output demo.mp4      # tiny random model: output is noise
+    torchrun --nproc_per_node 4 -m hunyuan_i2v generate ...   # one video on 4 GPUs
 
 (``python -m hunyuan_i2v`` from the repository folder is the same command.)
 Everything that can be checked is checked before a model is loaded; a
@@ -11,11 +12,13 @@ problem exits with code 2 and one sentence. Progress is shown per stage.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 from ..errors import UserInputError
+from ..parallel import ranks
 from . import batch, checks, jobs, options
 from .progress import Progress, quiet_libraries
 from .render import Renderer, VideoRescued
@@ -41,16 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = options.build_parser()
     args = parser.parse_args(argv)
-    progress = Progress(bars=not args.quiet)
+    first = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process shows progress
+    progress = Progress(bars=not args.quiet, speak=first)
+    args.ranks = None
     try:
         given = options.given_options(parser, args.command, argv)
         checks.check_combinations(args, given)
         checks.apply_demo_defaults(args, given)
+        if ranks.launched_by_torchrun():
+            args.ranks = ranks.join(checks.parse_device(args.device).type)
+            progress.say(f"{args.ranks.world} processes share each video (sequence parallel).")
         if args.command == "generate":
             return generate(args, progress)
         return batch.run(args, progress)
     except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}" if first else f"error (process {os.environ.get('RANK')}): {exc}", file=sys.stderr)
         return EXIT_USAGE
     except VideoRescued as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -58,3 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted; temporary files were removed.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if args.ranks is not None:
+            ranks.leave()

@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 from ..errors import UserInputError
+from ..parallel.ranks import share
 from . import checks, jobs, options
 from .progress import Progress, quiet_libraries
 from .render import Renderer, VideoRescued
@@ -142,6 +143,9 @@ def run(args, progress: Progress) -> int:
     checks.check_folder_writable(output_dir, "--output-dir")
     all_jobs, problems = build_jobs(lines, args, jobs_file, output_dir)
     pending = [job for job in all_jobs if not job.output.exists()]
+    if getattr(args, "ranks", None) is not None:  # every process must render the same jobs: the first one's view of the disk decides
+        numbers = share(args.ranks, lambda: [job.number for job in pending])
+        pending = [job for job in all_jobs if job.number in numbers]
     _refuse_if_any(problems + _check_each(pending, lambda job: jobs.check_paths(job, args.demo)))
     plan = checks.plan_models(args)
     _refuse_if_any(_check_each(pending, lambda job: jobs.check_for_model(job, plan)))
@@ -165,6 +169,10 @@ def run(args, progress: Progress) -> int:
                     failed.append((job, str(exc)))
                     progress.say(f"{job.label} failed: {exc}")
                 except Exception as exc:  # noqa: BLE001 - one broken job must not cost the rest of the batch
+                    if getattr(args, "ranks", None) is not None:
+                        # This process alone failed (the others' errors come through ranks.share together);
+                        # they cannot go on without it, so stop and let torchrun end the run.
+                        raise
                     failed.append((job, f"{type(exc).__name__}: {exc}"))
                     progress.say(f"{job.label} failed: {type(exc).__name__}: {exc}")
                     if args.verbose:

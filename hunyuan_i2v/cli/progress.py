@@ -9,8 +9,8 @@ from contextlib import contextmanager
 class Progress:
     """Progress bars per stage (tqdm, on stderr) and messages between them."""
 
-    def __init__(self, bars: bool = True):
-        self.bars = bars
+    def __init__(self, bars: bool = True, speak: bool = True):
+        self.bars, self.speak = bars and speak, speak  # several processes: only the first one speaks
 
     @contextmanager
     def stage(self, name: str, total: int = 1, unit: str = "step"):
@@ -26,7 +26,8 @@ class Progress:
                 bar.update()
 
     def say(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        if self.speak:
+            print(text, file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import torch
 
 from .. import families, loading, stages
 from ..errors import UserInputError
+from ..parallel.ranks import share
 from ..shared import video
 from ..shared.sampling import SamplingSettings
 from . import checks, jobs
@@ -33,6 +34,11 @@ class Renderer:
     def __init__(self, plan: checks.ModelPlan, args, workdir: Path, progress: Progress):
         self.plan, self.args, self.workdir, self.progress = plan, args, Path(workdir), progress
         self.model = self.vae = self.encoders = None
+        # Under torchrun every process samples its share of each video; only the first encodes, decodes and
+        # writes, so only it loads the VAE and the text encoders.
+        self.ranks = getattr(args, "ranks", None)
+        self.first = self.ranks is None or self.ranks.is_first
+        self.device = self.ranks.device if self.ranks is not None else plan.device
 
     # ------------------------------------------------------------ models, once
 
@@ -49,13 +55,16 @@ class Renderer:
         dtype = args.dtype
         with self.progress.stage("Loading models", total=3 + len(plan.loras), unit="part") as bar:
             bar.set_postfix_str("transformer")
-            model = loading.load_model(transformer, dtype, args.fp8, args.attention, args.offload, plan.device,
-                                       variant=args.variant, compile_blocks=args.compile)
+            model = loading.load_model(transformer, dtype, args.fp8, args.attention, args.offload, self.device,
+                                       variant=args.variant, compile_blocks=args.compile, ranks=self.ranks)
             bar.update()
             for path, strength in plan.loras:
                 bar.set_postfix_str(f"LoRA {path.name}")
                 model = loading.with_lora(model, path, strength)
                 bar.update()
+            if not self.first:
+                self.model = model
+                return
             bar.set_postfix_str("VAE")
             vae = loading.load_vae(vae_path, args.vae_dtype or dtype)
             bar.update()
@@ -73,11 +82,13 @@ class Renderer:
 
     # ------------------------------------------------------------ one video
 
-    def render(self, job: jobs.Job) -> Path:
-        """Make the job's video and write it; returns the file written."""
+    def render(self, job: jobs.Job) -> Path | None:
+        """Make the job's video and write it; returns the file written (None on the other ranks)."""
         start = time.perf_counter()
         self.load()
         frames = self.frames(job)
+        if frames is None:
+            return None
         out = self.save(frames, job.output, job.fps)
         self.progress.say(
             f"Wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {job.fps:g} fps) "
@@ -85,12 +96,19 @@ class Renderer:
         )
         return out
 
-    def frames(self, job: jobs.Job) -> torch.Tensor:
-        device, say, stage = self.plan.device, self.progress.say, self.progress.stage
+    def encode(self, job: jobs.Job):
         image = jobs.start_image(job, self.plan.demo)
-        with stage("Encoding"):
-            cond = stages.run_encode(self.encoders, self.vae, image, job.prompt, job.negative_prompt, job.resolution,
-                                     job.width, job.height, device)
+        with self.progress.stage("Encoding"):
+            return stages.run_encode(self.encoders, self.vae, image, job.prompt, job.negative_prompt, job.resolution,
+                                     job.width, job.height, self.device)
+
+    def frames(self, job: jobs.Job) -> torch.Tensor | None:
+        """The job's frames; None on every process but the first, which alone decodes."""
+        device, say, stage = self.device, self.progress.say, self.progress.stage
+        if self.ranks is None:
+            cond = self.encode(job)
+        else:
+            cond = share(self.ranks, lambda: self.encode(job))
         for note in cond.notes:
             say(note)
         requested = SamplingSettings(
@@ -111,6 +129,8 @@ class Renderer:
         for note in result.notes:
             if note not in notes:  # the memory plan, made once the sampler saw the free memory
                 say(note)
+        if not self.first:
+            return None
         decode_notes: list[str] = []
         with stage("Decoding"):
             frames = stages.run_decode(self.vae, result.latent, job.tiling, job.tile_size, device,

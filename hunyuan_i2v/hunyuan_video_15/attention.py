@@ -48,8 +48,10 @@ class KeyMaskAttnProcessor:
         mask = None
         if attention_mask is not None:
             batch, total = query.shape[0], query.shape[1]
-            # The given mask covers the text; image tokens in front of it are always valid.
-            keys = F.pad(attention_mask.bool(), (total - attention_mask.shape[1], 0), value=True)
+            # The model's mask covers the text, and image tokens in front of it are always valid; a mask over
+            # every key (the sequence-parallel hooks give one) is used as it is.
+            keys = attention_mask.reshape(batch, -1).bool()
+            keys = F.pad(keys, (total - keys.shape[1], 0), value=True)
             mask = keys.view(batch, 1, 1, total)
         out = dispatch_attention_fn(
             query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False,

@@ -17,6 +17,9 @@ class LoadedTransformer:
     notes: list[str] = field(default_factory=list)
     offload_mode: str = "model"  # see acceleration.OFFLOAD_MODES
     loras: tuple = ()  # loras.LoraSpec, applied only while sampling
+    # parallel.pool.WorkerPool when the weights live in worker processes, one per GPU (``model`` is then a
+    # weightless copy on the meta device, for the model's config and size).
+    pool: object = None
 
     @property
     def latent_channels(self) -> int:

@@ -1,0 +1,246 @@
+"""Worker processes that hold the transformer on several GPUs, for a program that is one process (ComfyUI).
+
+Each worker is ``python -m hunyuan_i2v.parallel.worker``, started with the
+environment torchrun would give it (RANK, WORLD_SIZE, MASTER_ADDR, ...), so
+it joins a torch.distributed group with the others and loads a full copy of
+the weights on its GPU. The pool talks to each over an authenticated local
+socket (multiprocessing.connection): the sampler's inputs go out, step
+progress, previews and the latents come back from the first worker.
+
+Plain subprocesses rather than multiprocessing's spawn: spawn re-imports the
+parent's main script in the child, and ComfyUI's main.py does work at import.
+
+The pool stops its workers when it is garbage collected (the loader's output
+dropped), when the program exits, or when one of them dies; a dead worker is
+reported as an error, and the next run starts the workers again.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from multiprocessing.connection import Listener
+from pathlib import Path
+
+import torch
+
+from ..errors import UserInputError, WorkerError, rebuild
+from . import messages
+
+STARTUP_LIMIT_S = 300  # from process start to connected (imports only; loading the weights is not limited)
+POLL_S = 0.2
+CANCEL_WAIT_S = 120  # a step in progress finishes before the workers see the cancel
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the hunyuan_i2v package
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class WorkerPool:
+    """``gpus`` worker processes on ``device_type`` ("cuda", or "cpu" with gloo), each loading ``load_args``."""
+
+    def __init__(self, gpus: int, device_type: str, load_args: dict):
+        if gpus < 2:
+            raise UserInputError(f"A worker pool needs at least 2 GPUs, got {gpus}.")
+        if device_type == "cuda":
+            count = torch.cuda.device_count()
+            if gpus > count:
+                raise UserInputError(f"'GPUs to use' is {gpus} but this machine has {count}; set it to {count} or less.")
+        elif device_type != "cpu":
+            raise UserInputError(f"Several GPUs need CUDA (or the CPU, for tests), not '{device_type}'.")
+        self.gpus, self.device_type, self.load_args = gpus, device_type, dict(load_args)
+        self.processes: list[subprocess.Popen] = []
+        self.connections: list = []
+        self.lock = threading.Lock()  # one job at a time: ComfyUI may run prompts from several threads
+        self._finalizer = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    @property
+    def running(self) -> bool:
+        return bool(self.processes) and all(p.poll() is None for p in self.processes)
+
+    def start(self) -> dict:
+        """Start the workers and load the model in each; returns the first worker's description of it."""
+        self.stop()
+        key = secrets.token_bytes(32)
+        listener = Listener(("127.0.0.1", 0), authkey=key)
+        master_port = _free_port()
+        env_base = dict(os.environ)
+        env_base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env_base.get("PYTHONPATH")]))
+        env_base.update({
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port), "WORLD_SIZE": str(self.gpus),
+            "LOCAL_WORLD_SIZE": str(self.gpus), "HUNYUAN_I2V_POOL": f"127.0.0.1:{listener.address[1]}",
+            "HUNYUAN_I2V_POOL_KEY": key.hex(), "HUNYUAN_I2V_DEVICE": self.device_type,
+        })
+        try:
+            for rank in range(self.gpus):
+                env = dict(env_base, RANK=str(rank), LOCAL_RANK=str(rank))
+                self.processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "hunyuan_i2v.parallel.worker"], env=env, cwd=str(PACKAGE_ROOT),
+                ))
+            self.connections = self._accept(listener)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            listener.close()
+        self._finalizer = weakref.finalize(self, _shutdown, self.processes, self.connections)
+        return self._all(("load", self.load_args), what="loading the model")
+
+    def _accept(self, listener) -> list:
+        """Each worker's connection, in rank order; a worker that dies before connecting is an error, not a hang."""
+        accepted: dict[int, object] = {}
+        failure: list[BaseException] = []
+
+        def accept_all():
+            try:
+                for _ in range(self.gpus):
+                    connection = listener.accept()
+                    accepted[messages.receive(connection)["rank"]] = connection
+            except BaseException as exc:  # noqa: BLE001 - reported by the waiting thread
+                failure.append(exc)
+
+        thread = threading.Thread(target=accept_all, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + STARTUP_LIMIT_S
+        while thread.is_alive():
+            thread.join(POLL_S)
+            self._check_alive("starting")
+            if time.monotonic() > deadline:
+                raise WorkerError(f"The GPU workers did not start within {STARTUP_LIMIT_S} s; see the console.")
+        if failure:
+            raise WorkerError(f"The GPU workers could not connect: {failure[0]}")
+        return [accepted[rank] for rank in range(self.gpus)]
+
+    def stop(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+        else:
+            _shutdown(self.processes, self.connections)
+        self.processes, self.connections = [], []
+
+    def _check_alive(self, doing: str) -> None:
+        for rank, process in enumerate(self.processes):
+            code = process.poll()
+            if code is not None:
+                self.stop()
+                raise WorkerError(
+                    f"GPU worker {rank} ({self.device_type}:{rank}) stopped while {doing} (exit code {code}"
+                    f"{', killed: out of CPU memory?' if code in (-9, 137) else ''}); its error is in the console. "
+                    "The workers were shut down and start again on the next run."
+                )
+
+    # ------------------------------------------------------------------ jobs
+
+    def _all(self, message, what: str, on_message=None, poll=None):
+        """Send ``message`` to every worker and wait for all to finish; returns the first worker's result.
+
+        ``on_message`` gets what the first worker reports on the way (steps); ``poll`` is called while waiting
+        and may raise (Cancel), which cancels the job on every worker before it is raised here.
+        """
+        with self.lock:
+            if not self.running:
+                raise WorkerError("The GPU workers are not running; run the workflow again to start them.")
+            for connection in self.connections:
+                messages.send(connection, message)
+            results: dict[int, object] = {}
+            errors: list = []
+            try:
+                while len(results) < self.gpus:
+                    if poll is not None:
+                        poll()
+                    self._collect(results, errors, on_message, what)
+            except BaseException:
+                self._cancel(results, errors, what)
+                raise
+            if errors:
+                rank, kind, text = errors[0]
+                raise rebuild(kind, text, f"GPU worker {rank} ({what})")
+            return results[0]
+
+    def _collect(self, results: dict, errors: list, on_message, what: str) -> None:
+        from multiprocessing.connection import wait
+
+        waiting = [c for rank, c in enumerate(self.connections) if rank not in results]
+        ready = wait(waiting, timeout=POLL_S)
+        if not ready:
+            self._check_alive(what)
+            return
+        for connection in ready:
+            rank = self.connections.index(connection)
+            try:
+                reply = messages.receive(connection)
+            except (EOFError, OSError):
+                self._check_alive(what)
+                self.stop()
+                raise WorkerError(
+                    f"GPU worker {rank} closed its connection while {what}; its error is in the console. The workers "
+                    "were shut down and start again on the next run."
+                ) from None
+            kind = reply[0]
+            if kind == "step":
+                if on_message is not None:
+                    on_message(reply[1])
+            elif kind == "done":
+                results[rank] = reply[1]
+            elif kind == "cancelled":
+                results[rank] = None
+            else:  # ("error", class name, message)
+                errors.append((rank, reply[1], reply[2]))
+                results[rank] = None
+
+    def _cancel(self, results: dict, errors: list, what: str) -> None:
+        """Tell every worker to stop the job and wait until they have; a worker that does not is shut down."""
+        if not self.running:
+            self.stop()
+            return
+        try:
+            for rank, connection in enumerate(self.connections):
+                if rank not in results:
+                    messages.send(connection, ("cancel",))
+            deadline = time.monotonic() + CANCEL_WAIT_S
+            while len(results) < self.gpus and time.monotonic() < deadline:
+                self._collect(results, errors, None, what)
+            if len(results) < self.gpus:
+                self.stop()
+        except (WorkerError, OSError, EOFError):
+            self.stop()
+
+    def sample(self, transformer, cond, requested, cache: str, cache_threshold: float, on_step=None, poll=None,
+               previews: bool = False):
+        """Sample on every worker; returns the first worker's stages.SampleResult."""
+        if not self.running:
+            self.start()
+        job = {
+            "cond": cond, "requested": requested, "cache": cache, "cache_threshold": cache_threshold,
+            "loras": tuple(transformer.loras), "previews": previews,
+        }
+        return self._all(("sample", job), what="sampling", on_message=on_step, poll=poll)
+
+
+def _shutdown(processes: list, connections: list) -> None:
+    """Ask the workers to stop, then make sure they have (also run at exit and when the pool is collected)."""
+    for connection in connections:
+        try:
+            messages.send(connection, ("stop",))
+            connection.close()
+        except Exception:  # noqa: BLE001 - a dead worker's socket
+            pass
+    deadline = time.monotonic() + 10
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,95 @@
+"""The processes of one parallel run: joining torch.distributed, and what only the first rank does.
+
+torchrun (one machine or several, with its usual rendezvous) and the pack's
+own worker pool both start one process per GPU and describe it with the
+standard environment variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+MASTER_PORT); this module turns those into a process group and a device.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+
+from .. import errors
+from ..errors import UserInputError
+from . import messages
+
+# The other ranks wait in a collective while the first decodes and writes a video (minutes at 720p), so the
+# process group must not give up after NCCL's default 10 minutes.
+WAIT_LIMIT = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_first(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def join(device_type: str | None = None) -> Ranks:
+    """Join the process group the environment describes; each rank takes GPU LOCAL_RANK (or the CPU, with gloo)."""
+    import torch.distributed as dist
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device_type == "cuda":
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise UserInputError(
+                f"Process {local_rank} on this machine has no GPU: it has {count}. Start at most {count} processes "
+                f"per machine (torchrun --nproc_per_node {count})."
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    elif device_type == "cpu":
+        device, backend = torch.device("cpu"), "gloo"
+    else:
+        raise UserInputError(f"Several processes run on CUDA GPUs or the CPU, not on '{device_type}'.")
+    if not dist.is_initialized():
+        dist.init_process_group(backend, rank=rank, world_size=world, timeout=WAIT_LIMIT,
+                                **({"device_id": device} if backend == "nccl" else {}))
+    return Ranks(rank, world, local_rank, device)
+
+
+def leave() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def share(ranks: Ranks, make):
+    """The first rank's ``make()``, handed to every rank; an error it raises is raised on every rank.
+
+    Only the first rank encodes (the others need neither text encoders nor VAE), and a bad input found there
+    must stop all ranks with the same sentence rather than leave them waiting.
+    """
+    import torch.distributed as dist
+
+    payload = [None]
+    if ranks.is_first:
+        try:
+            payload[0] = ("ok", messages.to_bytes(make()))
+        except Exception as exc:  # noqa: BLE001 - told to the others, then raised here as it is
+            payload[0] = ("error", type(exc).__name__, str(exc))
+            dist.broadcast_object_list(payload, src=0)
+            raise
+    dist.broadcast_object_list(payload, src=0)  # pickles only bytes and strings
+    if payload[0][0] == "ok":
+        return messages.from_bytes(payload[0][1])
+    raise errors.rebuild(payload[0][1], payload[0][2], "the first process")
