@@ -136,6 +136,16 @@ def check_stages(ranks, workdir: Path) -> dict:
         if ranks.is_first:
             result[name] = (split - alone).abs().max().item()
 
+    from hunyuan_i2v.errors import UserInputError
+
+    def refuse():
+        raise UserInputError("Give the image at 80x48.")
+
+    try:
+        process_ranks.share(ranks, refuse)
+    except UserInputError as exc:
+        result["error on the first process"] = f"{type(exc).__name__}: {exc}"
+
     # The command line's renderer: every rank samples, the first encodes and decodes.
     parser = options.build_parser()
     argv = ["generate", "--demo", "--output", str(workdir / "unused.mp4"), "--dtype", "fp32", "--frames", "9",

@@ -57,7 +57,7 @@ V_GAP = 40  # between groups in a column
 
 # Minimum sizes ComfyUI's frontend (1.27) gives these nodes; the layout never draws them smaller.
 MIN_SIZE = {
-    "HunyuanI2VLoadTransformer": (470, 202),
+    "HunyuanI2VLoadTransformer": (470, 226),
     "HunyuanI2VLoadVAE": (470, 82),
     "HunyuanI2VLoadTextEncoders": (470, 178),
     "HunyuanI2VEncode": (420, 420),
@@ -288,7 +288,7 @@ COMMON_TAIL = """
 
 def local_graph(name: str, summary: str, note_text: str, *, model: str, family: str, variant: str, fp8: bool,
                 offload: str, resolution: str, frames: int, prompt: str, negative: str, te_fp8: bool,
-                te_device: str, prefix: str, note_height: int = 480) -> Workflow:
+                te_device: str, prefix: str, note_height: int = 480, gpus: int = 1) -> Workflow:
     if family == "1.5":
         vae, te, vision, te2 = ("hunyuanvideo15_vae_fp16.safetensors", "qwen_2.5_vl_7b_fp8_scaled.safetensors",
                                 "sigclip_vision_patch14_384.safetensors", "byt5_small_glyphxl_fp16.safetensors")
@@ -297,7 +297,7 @@ def local_graph(name: str, summary: str, note_text: str, *, model: str, family: 
                                 "llava_llama3_vision.safetensors", "clip_l.safetensors")
     transformer = Node("transformer", "HunyuanI2VLoadTransformer", dict(
         model_name=model, weight_dtype="bf16", fp8_storage=fp8, attention="native (PyTorch SDPA)",
-        offload_mode=offload, variant=variant, compile_blocks=False))
+        offload_mode=offload, variant=variant, compile_blocks=False, gpus=gpus))
     load_vae = Node("vae", "HunyuanI2VLoadVAE", dict(vae_name=vae, dtype="bf16"))
     encoders = Node("encoders", "HunyuanI2VLoadTextEncoders", dict(
         text_encoder=te, vision=vision, text_encoder_2=te2, dtype="bf16", fp8_storage=te_fp8, device=te_device))
@@ -389,6 +389,39 @@ several times slower and hungrier.
         "HunyuanVideo-1.5 I2V 720p (CFG-distilled file, fp8 storage, model offload, VAE tiling).",
         text, model=model, family="1.5", variant="i2v cfg-distilled", fp8=True, offload="model", resolution="720p",
         frames=121, prompt=PROMPT, negative="", te_fp8=True, te_device="gpu", prefix="video/hunyuan_i2v_1.5_720p",
+    )
+
+
+def hunyuan15_720p_multi_gpu() -> Workflow:
+    model = "hunyuanvideo1.5_720p_i2v_cfg_distilled_fp8_scaled.safetensors"
+    text = f"""
+## HunyuanVideo-1.5 image-to-video: 720p on several GPUs
+
+The 720p workflow with **GPUs to use** at 4: one video's tokens are split over four GPUs (sequence
+parallelism, Ulysses), so each step takes about a quarter of the time. Every GPU holds a whole copy
+of the transformer; the text encoders and the VAE stay with ComfyUI on its own GPU.
+
+**Files** (ComfyUI's repackaged HunyuanVideo-1.5 files):
+{FILES_15.format(model=model)}
+**Settings that matter**
+- **Load Transformer**: *gpus* is how many GPUs share each video: 2, 4 or 8 for HunyuanVideo-1.5
+  (16 attention heads), 2, 3, 4, 6 or 8 for the 13 B model (24). Set it to your GPU count. The
+  loader starts one worker process per GPU (the console shows their output) and its info says the
+  weight memory each GPU holds. They stop when the model is unloaded or ComfyUI exits; if one dies,
+  the run stops with an error and the next run starts them again.
+- *attention* is PyTorch SDPA on several GPUs (the split needs a kernel that takes a mask).
+- GPU 0 also holds ComfyUI's own models: with little memory to spare there, load the text encoders
+  on the *cpu*.
+- **Sample**: progress, previews and Cancel work as on one GPU. *cache* `taylorseer` works;
+  `first block cache` does not (each GPU would decide alone whether to skip a step).
+- One GPU again: set *gpus* to 1.
+{COMMON_TAIL}"""
+    return local_graph(
+        "hunyuan_i2v_1.5_720p_multi_gpu",
+        "HunyuanVideo-1.5 I2V 720p split over 4 GPUs (sequence parallel worker pool), fp8 storage, VAE tiling.",
+        text, model=model, family="1.5", variant="i2v cfg-distilled", fp8=True, offload="model", resolution="720p",
+        frames=121, prompt=PROMPT, negative="", te_fp8=True, te_device="gpu",
+        prefix="video/hunyuan_i2v_1.5_720p_multi_gpu", gpus=4, note_height=560,
     )
 
 
@@ -514,7 +547,8 @@ node's text shows the estimate for the chosen resolution and duration, and WaveS
         "video/hunyuan_i2v_wavespeed_1.5")
 
 
-WORKFLOWS = [hunyuan15_480p, hunyuan15_720p, lambda: hunyuan13b("v2"), lambda: hunyuan13b("v1"), wavespeed_13b]
+WORKFLOWS = [hunyuan15_480p, hunyuan15_720p, hunyuan15_720p_multi_gpu, lambda: hunyuan13b("v2"),
+             lambda: hunyuan13b("v1"), wavespeed_13b]
 if "HunyuanVideo15I2VWaveSpeed" in NODES:  # the 1.5 endpoint's node (issue 7)
     WORKFLOWS.append(wavespeed_15)
 

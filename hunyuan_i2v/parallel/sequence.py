@@ -149,6 +149,12 @@ def is_enabled(model: torch.nn.Module) -> bool:
     return getattr(model, "_parallel_config", None) is not None
 
 
+def degree(model: torch.nn.Module) -> int:
+    """How many ranks share each video's tokens (1 when the model is not split)."""
+    split = getattr(getattr(model, "_parallel_config", None), "context_parallel_config", None)
+    return int(split.ulysses_degree * split.ring_degree) if split is not None else 1
+
+
 def _register(module: torch.nn.Module, name: str, hook) -> None:
     HookRegistry.check_if_exists_or_initialize(module).register_hook(hook, _HOOK_PREFIX + name)
 
