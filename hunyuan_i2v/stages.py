@@ -129,7 +129,9 @@ def run_sample(
     keep = transformer.offload_mode == "none"
     with _oom_guard("sample"), acceleration.on_device(
         [transformer.model], device, offload_device or torch.device("cpu"), keep=keep
-    ), loras.applied(transformer.model, transformer.loras, fam.lora_to_diffusers), acceleration.step_cache(
+    ), loras.applied(
+        transformer.model, transformer.loras, fam.lora_to_diffusers, transformer.compute_dtype
+    ), acceleration.step_cache(
         transformer.model, cache, cache_threshold, transformer.family
     ):
         latents = fam.sample(transformer, cond, settings, device, on_step)

@@ -136,6 +136,8 @@ def check_stages(ranks, workdir: Path) -> dict:
         if ranks.is_first:
             result[name] = (split - alone).abs().max().item()
 
+    result.update(check_options(ranks, own))
+
     from hunyuan_i2v.errors import UserInputError
 
     def refuse():
@@ -169,6 +171,64 @@ def check_stages(ranks, workdir: Path) -> dict:
     else:
         result["other ranks return no frames"] = frames_split is None
     return result
+
+
+def write_lora(path: Path, hidden: int, out: int) -> Path:
+    """A LoRA in original names on the fused q|k|v of block 0 and on the final projection (proj_out)."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator) * 0.1
+
+    save_file({
+        "diffusion_model.double_blocks.0.img_attn_qkv.lora_A.weight": rand(2, hidden),
+        "diffusion_model.double_blocks.0.img_attn_qkv.lora_B.weight": rand(3 * hidden, 2),
+        "diffusion_model.final_layer.linear.lora_A.weight": rand(2, hidden),
+        "diffusion_model.final_layer.linear.lora_B.weight": rand(out, 2),
+    }, str(path))
+    return path
+
+
+def check_options(ranks, own: Path) -> dict:
+    """fp8 storage, the TaylorSeer cache and a LoRA that wraps the output projection, split as on one GPU."""
+    from hunyuan_i2v import loading, stages
+    from hunyuan_i2v.hunyuan_video_15 import demo
+    from hunyuan_i2v.shared.sampling import SamplingSettings
+
+    folder = demo.write_diffusers_folder(own / "options15", seed=3)
+    settings = SamplingSettings(seed=4, steps=6, num_frames=9, cfg_scale=1.0)
+    alone = {}
+
+    def prepare():
+        model = loading.load_model(folder, "fp32", fp8_storage=True)
+        config = model.model.config
+        lora = write_lora(own / "lora.safetensors", config.num_attention_heads * config.attention_head_dim,
+                          config.out_channels)
+        vae = loading.load_vae(folder, "fp32")
+        encoders = loading.load_text_encoders(loading.TextEncoderSources(folder=folder), "fp32")
+        image = torch.rand(1, 48, 80, 3, generator=torch.Generator().manual_seed(2))
+        cond = stages.run_encode(encoders, vae, image, "a dog", "", width=80, height=48)
+        alone["plain"] = stages.run_sample(model, cond, settings).latent["samples"]
+        alone["lora"] = stages.run_sample(loading.with_lora(model, lora, 1.0), cond, settings, cache="taylorseer")
+        return cond
+
+    cond = process_ranks.share(ranks, prepare)
+    lora = own / "lora.safetensors"
+    split = loading.load_model(folder, "fp32", fp8_storage=True, ranks=ranks)
+    if not ranks.is_first:
+        config = split.model.config
+        write_lora(lora, config.num_attention_heads * config.attention_head_dim, config.out_channels)
+    plain = stages.run_sample(split, cond, settings).latent["samples"]
+    with_lora = stages.run_sample(loading.with_lora(split, lora, 1.0), cond, settings, cache="taylorseer")
+    if not ranks.is_first:
+        return {}
+    return {
+        "fp8 storage": (plain - alone["plain"]).abs().max().item(),
+        "fp8 + LoRA on proj_out + taylorseer": (with_lora.latent["samples"] - alone["lora"].latent["samples"]).abs().max().item(),
+        "LoRA changes the video": (with_lora.latent["samples"] - plain).abs().max().item(),
+    }
 
 
 def main() -> int:

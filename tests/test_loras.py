@@ -102,3 +102,39 @@ def test_lora_for_another_model_is_refused(lora_files, comfy_models):
     (wrong,) = run_node("HunyuanI2VLoRA", model=base, lora_name="bigger_model.safetensors", strength=1.0)
     with pytest.raises(ModelFileError, match="does not fit this transformer"):
         sample(wrong)
+
+
+def test_lora_with_fp8_storage_in_either_order(models15_root, tmp_path):
+    """An adapter loaded into an fp8-stored model, or stored before fp8 is switched on (offload "auto"), computes
+    in the compute dtype: peft would otherwise run it in fp8, which PyTorch cannot multiply on most devices."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from parallel_harness import write_lora
+
+    from hyv_pack.hunyuan_i2v import loading, stages
+    from hyv_pack.hunyuan_i2v.shared import acceleration
+    from hyv_pack.hunyuan_i2v.shared.sampling import SamplingSettings
+    from conftest import test_image
+
+    folder = models15_root / "diffusers" / "tiny15"
+    vae = loading.load_vae(folder, "bf16")
+    encoders = loading.load_text_encoders(loading.TextEncoderSources(folder=folder), "bf16", device="cpu")
+    cond = stages.run_encode(encoders, vae, test_image(48, 64)[0], "a cat", "", width=64, height=48)
+    settings = SamplingSettings(seed=1, steps=2, num_frames=5, cfg_scale=1.0)
+    for fp8_first in (True, False):
+        model = loading.load_model(folder, "bf16", fp8_storage=fp8_first)
+        config = model.model.config
+        lora = write_lora(tmp_path / "lora.safetensors", config.num_attention_heads * config.attention_head_dim,
+                          config.out_channels)
+        plain = stages.run_sample(model, cond, settings).latent["samples"]
+        with_lora = loading.with_lora(model, lora, 1.0)
+        if not fp8_first:
+            stages.run_sample(with_lora, cond, settings)  # the adapter is loaded in bf16 ...
+            acceleration.enable_fp8_storage(model.model, torch.bfloat16)  # ... then the weights go to fp8
+            plain = stages.run_sample(model, cond, settings).latent["samples"]
+        result = stages.run_sample(with_lora, cond, settings).latent["samples"]
+        assert torch.isfinite(result).all() and not torch.equal(result, plain)
+        lora_dtypes = {p.dtype for n, p in model.model.named_parameters() if "lora_" in n}
+        assert lora_dtypes == {torch.bfloat16}

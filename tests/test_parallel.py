@@ -53,8 +53,10 @@ def test_each_transformer_pass_equals_one_process(tmp_path):
 
 def test_sampling_and_command_line_renderer_equal_one_process(tmp_path):
     result = harness("stages", tmp_path)
-    for name in ("13b v2 sampling", "13b v1 sampling with cfg", "1.5 sampling with cfg", "command line frames"):
+    for name in ("13b v2 sampling", "13b v1 sampling with cfg", "1.5 sampling with cfg", "command line frames",
+                 "fp8 storage", "fp8 + LoRA on proj_out + taylorseer"):
         assert result[name] < TOLERANCE, (name, result[name])
+    assert result["LoRA changes the video"] > 1e-2  # the LoRA case is not the plain one
     assert result["rank 1: other ranks return no frames"] is True
     # A bad input found by the first process (which alone encodes) stops every process with its sentence.
     assert result["error on the first process"] == result["rank 1: error on the first process"] == \

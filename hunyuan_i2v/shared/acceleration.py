@@ -60,7 +60,12 @@ def enable_fp8_storage(model: torch.nn.Module, compute_dtype: torch.dtype) -> No
     """Keep weights in float8_e4m3fn (half of bf16) and upcast each layer as it runs."""
     if not hasattr(torch, "float8_e4m3fn"):
         raise UserInputError("This PyTorch has no float8 support; turn fp8 storage off or update PyTorch.")
-    model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+    from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
+
+    # LoRA adapters loaded earlier stay in the compute dtype: peft casts a layer's input to its adapter's
+    # weight dtype, so an adapter stored in fp8 would compute in fp8 (see loras.applied).
+    model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype,
+                                   skip_modules_pattern=tuple(DEFAULT_SKIP_MODULES_PATTERN) + ("lora_",))
 
 
 def is_fp8_stored(model: torch.nn.Module) -> bool:

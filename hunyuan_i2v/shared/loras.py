@@ -65,8 +65,20 @@ def _loaded_adapters(model: torch.nn.Module) -> set[str]:
     return set(getattr(model, "peft_config", {}) or {})
 
 
+FP8_DTYPES = tuple(getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, name))
+
+
+def _adapter_out_of_fp8(model: torch.nn.Module, adapter_name: str, dtype: torch.dtype) -> None:
+    """peft makes a new adapter's weights in its base layer's dtype (fp8 under fp8 storage) and casts each
+    layer's input to it, so the adapter would compute in fp8, which PyTorch's kernels mostly lack. Adapters
+    are small: they are kept in the compute dtype instead."""
+    for name, param in model.named_parameters():
+        if f".{adapter_name}." in name and param.dtype in FP8_DTYPES:
+            param.data = param.data.to(dtype)
+
+
 @contextmanager
-def applied(model: torch.nn.Module, loras: tuple[LoraSpec, ...], to_diffusers):
+def applied(model: torch.nn.Module, loras: tuple[LoraSpec, ...], to_diffusers, compute_dtype=None):
     """Run with ``loras`` active at their strengths; leave the model as it was after."""
     active = [spec for spec in loras if spec.strength != 0]
     if not active:
@@ -83,6 +95,8 @@ def applied(model: torch.nn.Module, loras: tuple[LoraSpec, ...], to_diffusers):
         name = spec.adapter_name
         if name not in _loaded_adapters(model):
             model.load_lora_adapter(read_lora(spec.path, model, to_diffusers), prefix=None, adapter_name=name)
+            if compute_dtype is not None:
+                _adapter_out_of_fp8(model, name, compute_dtype)
         names.append(name)
     model.enable_lora()
     model.set_adapters(names, [spec.strength for spec in active])
