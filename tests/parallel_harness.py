@@ -5,8 +5,9 @@
 Each check computes the one-process result first (on the first rank, no
 collectives), then the same with the work split over every rank, and the
 first rank writes the largest differences to RESULT.json. CHECK is
-"transformer" (one forward pass per case) or "stages" (sampling through the
-loaders, and the command line's renderer).
+"transformer" (one forward pass per case), "stages" (sampling through the
+loaders, with fp8 storage, a cache and a LoRA, and the command line's
+renderer) or "compile" (regional compilation of a split model).
 """
 
 from __future__ import annotations
@@ -231,11 +232,39 @@ def check_options(ranks, own: Path) -> dict:
     }
 
 
+def check_compile(ranks, workdir: Path) -> dict:
+    """Regional compilation (torch.compile per block) of a split model: the hooks and the all-to-all compile."""
+    from hunyuan_i2v import loading, stages
+    from hunyuan_i2v.hunyuan_video_15 import demo
+    from hunyuan_i2v.shared.sampling import SamplingSettings
+
+    folder = demo.write_diffusers_folder(workdir / f"rank{ranks.rank}" / "compile15", seed=4)
+    settings = SamplingSettings(seed=2, steps=2, num_frames=5, cfg_scale=1.0)
+    alone = {}
+
+    def prepare():
+        vae = loading.load_vae(folder, "fp32")
+        encoders = loading.load_text_encoders(loading.TextEncoderSources(folder=folder), "fp32")
+        image = torch.rand(1, 48, 80, 3, generator=torch.Generator().manual_seed(3))
+        cond = stages.run_encode(encoders, vae, image, "a dog", "", width=80, height=48)
+        alone["latent"] = stages.run_sample(loading.load_model(folder, "fp32"), cond, settings).latent["samples"]
+        return cond
+
+    cond = process_ranks.share(ranks, prepare)
+    model = loading.load_model(folder, "fp32", compile_blocks=True, ranks=ranks)
+    split = stages.run_sample(model, cond, settings).latent["samples"]
+    return {"compiled blocks": (split - alone["latent"]).abs().max().item()} if ranks.is_first else {}
+
+
+CHECKS = {"transformer": lambda ranks, workdir: check_transformer(ranks), "stages": check_stages,
+          "compile": check_compile}
+
+
 def main() -> int:
     check, out, workdir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     ranks = process_ranks.join("cpu")
     try:
-        result = check_transformer(ranks) if check == "transformer" else check_stages(ranks, workdir)
+        result = CHECKS[check](ranks, workdir)
         others = [None] * ranks.world
         torch.distributed.all_gather_object(others, result)
         if ranks.is_first:

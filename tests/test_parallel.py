@@ -63,6 +63,11 @@ def test_sampling_and_command_line_renderer_equal_one_process(tmp_path):
         "UserInputError: Give the image at 80x48."
 
 
+def test_regional_compilation_on_split_model_equals_one_process(tmp_path):
+    result = harness("compile", tmp_path)
+    assert result["compiled blocks"] < TOLERANCE
+
+
 def test_torchrun_generate_writes_one_video(tmp_path):
     """The documented entry point: only the first process writes, and the video matches one process's."""
     import av
@@ -100,10 +105,10 @@ def test_shard_arithmetic():
     assert (first.first_frame_in_shard(), last.first_frame_in_shard()) == (15, 0)
     spanning = Shards(rank=1, degree=2, tokens=15, first_frame_tokens=15)
     assert spanning.first_frame_in_shard() == 7
-    mask = last.key_mask(23, 3, torch.tensor([[1, 1, 0]]), 1, "cpu")
+    mask = last.key_mask(23, 3, torch.tensor([[1, 1, 0]]), 1, "cpu") == 0  # additive: 0 kept, -inf masked
     assert mask.shape == (1, 1, 1, 26)
     assert mask[0, 0, 0, :22].all() and not mask[0, 0, 0, 22:].any()  # padding and the text copy masked
-    kept = first.key_mask(23, 3, torch.tensor([[1, 1, 0]]), 1, "cpu")
+    kept = first.key_mask(23, 3, torch.tensor([[1, 1, 0]]), 1, "cpu") == 0
     assert kept[0, 0, 0].tolist() == [True] * 23 + [True, True, False]
 
 

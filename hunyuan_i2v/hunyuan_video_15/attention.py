@@ -45,13 +45,12 @@ class KeyMaskAttnProcessor:
             if attn.norm_added_k is not None:
                 text_k = attn.norm_added_k(text_k)
             query, key, value = (torch.cat(pair, dim=1) for pair in ((query, text_q), (key, text_k), (value, text_v)))
-        mask = None
-        if attention_mask is not None:
+        mask = attention_mask
+        if attention_mask is not None and attention_mask.ndim == 2:
             batch, total = query.shape[0], query.shape[1]
-            # The model's mask covers the text, and image tokens in front of it are always valid; a mask over
-            # every key (the sequence-parallel hooks give one) is used as it is.
-            keys = attention_mask.reshape(batch, -1).bool()
-            keys = F.pad(keys, (total - keys.shape[1], 0), value=True)
+            # The model's mask covers the text; image tokens in front of it are always valid. (A 4-D mask over
+            # every key, as the sequence-parallel hooks give, is used as it is.)
+            keys = F.pad(attention_mask.bool(), (total - attention_mask.shape[1], 0), value=True)
             mask = keys.view(batch, 1, 1, total)
         out = dispatch_attention_fn(
             query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False,

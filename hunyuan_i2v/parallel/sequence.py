@@ -78,8 +78,8 @@ class Shards:
         return F.pad(tensor, padding)
 
     def key_mask(self, image_len: int, text_len: int, text_mask: torch.Tensor | None, batch: int,
-                 device) -> torch.Tensor:
-        """[batch, 1, 1, image + text] boolean mask of this rank's keys."""
+                 device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """[batch, 1, 1, image + text] additive mask of this rank's keys (0 kept, -inf masked)."""
         image = torch.arange(image_len, device=device) < self.real_in_shard()
         image = image.expand(batch, image_len)
         if text_mask is None:
@@ -88,7 +88,10 @@ class Shards:
             text = text_mask.reshape(batch, -1)[:, -text_len:].to(device=device, dtype=torch.bool)
         if self.rank != 0:  # the text copies every other rank sends through the all-to-all
             text = torch.zeros_like(text)
-        return torch.cat([image, text], dim=1).view(batch, 1, 1, image_len + text_len)
+        keep = torch.cat([image, text], dim=1).view(batch, 1, 1, image_len + text_len)
+        # Additive (0 / -inf) rather than boolean: Inductor's CPU code generator fails on the boolean mask
+        # once diffusers has all-gathered it inside a compiled block; SDPA takes either.
+        return torch.zeros(keep.shape, dtype=dtype, device=device).masked_fill(~keep, float("-inf"))
 
 
 def plan() -> dict:
@@ -242,7 +245,7 @@ class _MaskKeys(ModelHook):
         text = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
         given = kwargs.get("attention_mask", args[2] if len(args) > 2 else None)
         text_len = 0 if text is None else text.shape[1]
-        mask = self.shards.key_mask(hidden.shape[1], text_len, given, hidden.shape[0], hidden.device)
+        mask = self.shards.key_mask(hidden.shape[1], text_len, given, hidden.shape[0], hidden.device, hidden.dtype)
         if len(args) > 2:
             args[2] = mask
         else:
