@@ -203,6 +203,30 @@ def test_node_path_with_worker_pool_equals_one_process(graph15_parts, pooled15):
     assert (frames_split - frames_alone).abs().max().item() < 1e-4
 
 
+def test_lora_reaches_the_workers(graph15_parts, pooled15, tmp_path):
+    from parallel_harness import write_lora
+
+    model, _ = pooled15
+    config = model.model.config
+    lora = write_lora(tmp_path / "lora.safetensors", config.num_attention_heads * config.attention_head_dim,
+                      config.out_channels)
+    (Path(os.environ["HUNYUAN_I2V_MODELS"]) / "loras").mkdir(exist_ok=True)
+    target = Path(os.environ["HUNYUAN_I2V_MODELS"]) / "loras" / "pool_test_lora.safetensors"
+    target.write_bytes(lora.read_bytes())
+    try:
+        settings = dict(seed=3, steps=2, frames=5)
+        outputs = []
+        for base in (graph15_parts["single"], model):
+            with_lora = run_node("HunyuanI2VLoRA", model=base, lora_name=target.name, strength=0.8)[0]
+            outputs.append(run_node("HunyuanI2VSample", **sample_inputs(with_lora, graph15_parts["cond"],
+                                                                        **settings))[0]["samples"])
+        plain = run_node("HunyuanI2VSample", **sample_inputs(model, graph15_parts["cond"], **settings))[0]["samples"]
+    finally:
+        target.unlink()
+    assert (outputs[1] - outputs[0]).abs().max().item() < TOLERANCE
+    assert (outputs[1] - plain).abs().max().item() > 1e-3  # the workers ran the LoRA, and only for that run
+
+
 def test_pool_reports_each_step_with_its_preview_and_cancels(graph15_parts, pooled15):
     from hyv_pack.hunyuan_i2v import stages
     from hyv_pack.hunyuan_i2v.shared.sampling import SamplingSettings
