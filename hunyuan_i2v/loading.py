@@ -45,10 +45,7 @@ def load_model(
 
     ``ranks`` (parallel.ranks.Ranks): this process is one of several sharing each video's tokens.
     """
-    if offload_mode not in acceleration.OFFLOAD_MODES:
-        raise UserInputError(f"Unknown offload mode '{offload_mode}'. Use one of {', '.join(acceleration.OFFLOAD_MODES)}.")
-    if variant not in VARIANT_CHOICES:
-        raise UserInputError(f"Unknown variant '{variant}'. Use one of {', '.join(VARIANT_CHOICES)}.")
+    _check_choices(offload_mode, variant)
     dtype = acceleration.parse_dtype(weight_dtype)
     path = Path(path)
     name = family_for_slot(path, "transformer", "the transformer", "diffusion_models")
@@ -92,17 +89,18 @@ def load_model_on_gpus(
     """
     from .parallel.pool import WorkerPool
 
-    if offload_mode not in acceleration.OFFLOAD_MODES:
-        raise UserInputError(f"Unknown offload mode '{offload_mode}'. Use one of {', '.join(acceleration.OFFLOAD_MODES)}.")
-    if variant not in VARIANT_CHOICES:
-        raise UserInputError(f"Unknown variant '{variant}'. Use one of {', '.join(VARIANT_CHOICES)}.")
+    _check_choices(offload_mode, variant)
     path = Path(path)
     family_for_slot(path, "transformer", "the transformer", "diffusion_models")  # a wrong file fails here, at once
     pool = WorkerPool(gpus, device_type, {
         "path": str(path), "weight_dtype": weight_dtype, "fp8_storage": fp8_storage, "attention": attention,
         "offload_mode": offload_mode, "variant": variant, "compile_blocks": compile_blocks,
     })
-    report = pool.start()
+    try:
+        report = pool.start()
+    except BaseException:
+        pool.stop()  # a file every worker refused, or a worker that died: none is left behind
+        raise
     loaded = report["transformer"]
     import diffusers
 
@@ -117,6 +115,13 @@ def parallel_note(loaded, gpus: int) -> str:
     weights = acceleration.module_bytes([loaded.model]) / 1024**3
     return (f"Split over {gpus} GPUs (sequence parallel): each GPU holds the whole transformer, {weights:.1f} GB of "
             "weights, and a share of every video's tokens.")
+
+
+def _check_choices(offload_mode: str, variant: str) -> None:
+    if offload_mode not in acceleration.OFFLOAD_MODES:
+        raise UserInputError(f"Unknown offload mode '{offload_mode}'. Use one of {', '.join(acceleration.OFFLOAD_MODES)}.")
+    if variant not in VARIANT_CHOICES:
+        raise UserInputError(f"Unknown variant '{variant}'. Use one of {', '.join(VARIANT_CHOICES)}.")
 
 
 def load_vae(path: str | Path, dtype: str | torch.dtype = "bf16", tiling: bool = True):

@@ -332,3 +332,18 @@ def test_planner_counts_each_gpus_share_of_the_tokens(models15_root):
         model.model._parallel_config = None
     assert shared.weights == alone.weights and shared.activations < alone.activations
     assert tokens_per_gpu == -(-tokens // 4)
+
+
+def test_gpu_count_that_does_not_divide_the_heads_is_refused_and_no_worker_is_left(models15_root, monkeypatch):
+    """The tiny 1.5 has 2 heads: 3 workers cannot share them; every worker says so and all of them stop."""
+    from hyv_pack.hunyuan_i2v.errors import UserInputError
+    from hyv_pack.hunyuan_i2v.parallel import pool as pool_module
+
+    started = []
+    real_popen = pool_module.subprocess.Popen
+    monkeypatch.setattr(pool_module.subprocess, "Popen", lambda *a, **k: started.append(real_popen(*a, **k))
+                        or started[-1])
+    monkeypatch.setenv("HUNYUAN_I2V_MODELS", str(models15_root))
+    with pytest.raises(UserInputError, match="2 attention heads, which 3 GPUs cannot share evenly. Use 2 GPUs"):
+        run_node("HunyuanI2VLoadTransformer", **transformer_inputs("tiny15_comfy.safetensors", gpus=3))
+    assert len(started) == 3 and all(p.poll() is not None for p in started)
