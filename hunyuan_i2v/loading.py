@@ -7,6 +7,7 @@ offloading, attention) are applied here, so no node decides them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -92,6 +93,9 @@ def load_model_on_gpus(
     _check_choices(offload_mode, variant)
     path = Path(path)
     family_for_slot(path, "transformer", "the transformer", "diffusion_models")  # a wrong file fails here, at once
+    heads = attention_heads(path)
+    if heads:  # before any worker loads a copy of the weights
+        sequence.check_degree(heads, gpus)
     pool = WorkerPool(gpus, device_type, {
         "path": str(path), "weight_dtype": weight_dtype, "fp8_storage": fp8_storage, "attention": attention,
         "offload_mode": offload_mode, "variant": variant, "compile_blocks": compile_blocks,
@@ -109,6 +113,22 @@ def load_model_on_gpus(
     torch.nn.Module.to(loaded.model, loaded.compute_dtype)  # ModelMixin.to would warn about fp32 modules
     loaded.pool = pool
     return loaded
+
+
+def attention_heads(path: Path) -> int | None:
+    """The transformer's attention heads, from a folder's config or a file's header (no weights read).
+
+    Both families' files name the first block's query norm, one weight per head channel, after the
+    image embedder, whose output is heads x head size. None when the file does not say.
+    """
+    if path.is_dir():
+        config = path / "transformer" / "config.json"
+        return json.loads(config.read_text()).get("num_attention_heads") if config.is_file() else None
+    shapes = {key: info.get("shape") for key, info in files.check_safetensors(path).items() if key != "__metadata__"}
+    prefix = files.strip_prefix(list(shapes))
+    hidden = (shapes.get(prefix + "img_in.proj.weight") or [None])[0]
+    head = (shapes.get(prefix + "double_blocks.0.img_attn_q_norm.weight") or [None])[0]
+    return hidden // head if hidden and head else None
 
 
 def parallel_note(loaded, gpus: int) -> str:

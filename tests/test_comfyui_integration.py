@@ -28,6 +28,9 @@ What it does, all on 127.0.0.1 with bounded waits:
   short-lived servers check a ComfyUI started with ``--preview-method auto`` and
   one whose models folder has only ComfyUI's single files (no
   ``models/diffusers``), where the tokenizers must come from ComfyUI itself.
+  A fourth runs the multi-GPU workflow with gpus 1 and 2 (2 gloo worker
+  processes, the server's children), compares the two videos, and checks
+  that the workers end once ComfyUI's own process has been stopped.
 
 Test infrastructure only: torchvision / torchaudio stand-ins. ComfyUI imports
 torchvision and torchaudio at start-up, and the package registries have no CPU
@@ -63,6 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 LOCAL_WORKFLOW = ROOT / "workflows" / "hunyuan_i2v_local.json"
 WAVESPEED_WORKFLOW = ROOT / "workflows" / "hunyuan_i2v_wavespeed.json"
+MULTI_GPU_WORKFLOW = ROOT / "workflows" / "hunyuan_i2v_1.5_720p_multi_gpu.json"
 PACK_FOLDER = "hunyuan-video i2v"  # custom_nodes/<this>: a space and a dash on purpose
 HOST = "127.0.0.1"
 
@@ -70,6 +74,7 @@ START_TIMEOUT_S = 240.0   # ComfyUI start-up (imports torch, transformers, every
 RUN_TIMEOUT_S = 600.0     # one tiny prompt on two CPU cores
 HTTP_TIMEOUT_S = 30.0     # one request
 STOP_TIMEOUT_S = 20.0
+WORKER_EXIT_TIMEOUT_S = 30.0  # the loader's worker processes, once ComfyUI has gone
 
 pytestmark = [
     pytest.mark.comfyui,
@@ -688,6 +693,70 @@ def decode_mp4(path: Path) -> tuple[int, int, int]:
         return frames, stream.codec_context.width, stream.codec_context.height
 
 
+def decode_frames(path: Path):
+    """Every frame of an MP4 as one uint8 array (frames, height, width, 3)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def read_pngs(paths: list[Path]):
+    """PNG frames (SaveImage's files, in order) as one float32 array (frames, height, width, 3)."""
+    import numpy as np
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths]).astype("float32")
+
+
+WORKER_MODULE = "hunyuan_i2v.parallel.worker"  # the loader's worker processes: python -m <this>
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) from /proc/<pid>/stat; None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the name in parentheses may hold spaces
+    return fields[0], int(fields[1])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def worker_processes(below: int) -> dict[int, int]:
+    """pid -> parent pid of each live process that runs the pack's GPU worker module and descends from
+    ``below`` (other programs' workers on the same machine do not count)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        stat = _proc_stat(int(entry.name)) if entry.name.isdigit() else None
+        if stat is not None and stat[0] != "Z":
+            parents[int(entry.name)] = stat[1]
+
+    def descends(pid: int) -> bool:
+        seen = set()
+        while pid in parents and pid not in seen:
+            seen.add(pid)
+            pid = parents[pid]
+            if pid == below:
+                return True
+        return False
+
+    return {pid: parent for pid, parent in parents.items() if descends(pid) and WORKER_MODULE in _cmdline(pid)}
+
+
+def worker_alive(pid: int) -> bool:
+    """Still running (a zombie has ended; a reused pid runs something else)."""
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z" and WORKER_MODULE in _cmdline(pid)
+
+
 def errors_in(entry: dict) -> list[dict]:
     return [data for kind, data in entry.get("status", {}).get("messages", []) if kind == "execution_error"]
 
@@ -788,13 +857,14 @@ def comfyui_ships(folder: str) -> bool:
     return any((path / name).is_file() for name in TOKENIZER_FILES)
 
 
-def tiny15_prompt(server: ComfyServer, layout: str, image_name: str, text_encoder: str = FULL_VOCAB_QWEN) -> dict:
-    """The shipped local workflow on the tiny HunyuanVideo-1.5: 64x48, 5 frames, 2 steps, fp32.
+def tiny15_prompt(server: ComfyServer, layout: str, image_name: str, text_encoder: str = FULL_VOCAB_QWEN,
+                  workflow: Path = LOCAL_WORKFLOW) -> dict:
+    """A shipped workflow (default: the local one) on the tiny HunyuanVideo-1.5: 64x48, 5 frames, 2 steps, fp32.
 
     ``layout``: "diffusers" (every part from models/diffusers/tiny15) or "single files" (ComfyUI's repackaged
     layout: tiny15_comfy + tiny15_vae + ``text_encoder`` / tiny_siglip / tiny_byt5)."""
     info = server.object_info
-    prompt = ui_to_api(json.loads(LOCAL_WORKFLOW.read_text()), info)
+    prompt = ui_to_api(json.loads(workflow.read_text()), info)
     if layout == "diffusers":
         model = choose(info, "HunyuanI2VLoadTransformer", "model_name", "[diffusers] tiny15")
         vae = choose(info, "HunyuanI2VLoadVAE", "vae_name", "[diffusers] tiny15")
@@ -1058,6 +1128,89 @@ def test_local_workflow_with_previews_on(models_root, tmp_path_factory):
         image = server.upload_image("hyv start image.png", start_image_png())
         entry = server.run(tiny_local_prompt(server, "v2", image))
         assert_success(entry, server)
+
+
+def test_multi_gpu_workflow_runs_on_a_worker_pool(models15_root, full_vocab_root, tmp_path_factory):
+    """The shipped multi-GPU workflow (gpus 4) with gpus 2 on the CPU server: the loader starts 2 gloo worker
+    processes, sampling goes to them, and the video matches the same prompt with gpus 1. The workers are the
+    server's children while it runs, and none outlives it: only ComfyUI's own process is sent SIGTERM (not
+    its process group), so the workers have to notice by themselves that it has gone."""
+    gpus = 2  # the tiny 1.5 model has 2 attention heads
+    workers: dict[int, int] = {}
+    try:
+        with comfy_server((models15_root, full_vocab_root), tmp_path_factory, wavespeed=False) as server:
+            info = server.object_info
+            image = server.upload_image("hyv start image.png", start_image_png())
+            shipped = ui_to_api(json.loads(MULTI_GPU_WORKFLOW.read_text()), info)
+            assert [node["inputs"]["gpus"] for node in shipped.values()
+                    if node["class_type"] == "HunyuanI2VLoadTransformer"] == [4], shipped
+            assert not worker_processes_of(server), "worker processes before any prompt"
+
+            frames, videos, texts = {}, {}, {}
+            for count in (1, gpus):  # one process first: the pool's workers are the last prompt's
+                prompt = tiny15_prompt(server, "single files", image, workflow=MULTI_GPU_WORKFLOW)
+                set_inputs(prompt, info, "HunyuanI2VLoadTransformer", gpus=count)
+                set_inputs(prompt, info, "SaveVideo", filename_prefix=f"video/integration_15_gpus_{count}")
+                # The decoded frames before H.264 as well, losslessly (PNG): see the comparison below.
+                decode = next(node_id for node_id, node in prompt.items() if node["class_type"] == "HunyuanI2VDecode")
+                prompt["png"] = {"class_type": "SaveImage", "inputs": {
+                    "images": [decode, 0], "filename_prefix": f"frames/integration_15_gpus_{count}"}}
+                entry = server.run(prompt)
+                assert_success(entry, server)
+                assert_saved_video(server, entry, prompt, (5, 64, 48), "HunyuanVideo-1.5")
+                videos[count] = decode_frames(server.output_file(saved_videos(entry, prompt)[0])).astype("float32")
+                frames[count] = read_pngs([server.output_file(item) for item in entry["outputs"]["png"]["images"]])
+                texts[count] = "\n".join(line for node_id, node in prompt.items()
+                                         if node["class_type"] == "PreviewAny"
+                                         for line in entry["outputs"].get(node_id, {}).get("text", []))
+                if count == 1:
+                    assert not worker_processes_of(server), "gpus 1 started worker processes"
+
+            assert f"Split over {gpus} GPUs" in texts[gpus], texts[gpus]
+            assert "Split over" not in texts[1], texts[1]
+            # The frames agree to float rounding (a pixel may land one level off). The MP4s only roughly:
+            # ComfyUI's H.264 encoding of this noise-like tiny video is not repeatable (the same VIDEO saved
+            # twice in one prompt has decoded 0.7 levels apart on average, some pixels 50 levels apart; up to
+            # 1.2 on average seen), while fp8 weights instead of fp32 already move the MP4 by about 7 levels.
+            assert frames[gpus].shape == frames[1].shape == (5, 48, 64, 3)
+            difference = abs(frames[gpus] - frames[1])
+            assert difference.max() <= 2 and difference.mean() < 0.05, (
+                f"frames with gpus {gpus} against gpus 1: mean {difference.mean():.4f}, max {difference.max():.0f} "
+                "of 255 levels")
+            assert videos[gpus].shape == videos[1].shape == (5, 48, 64, 3)
+            difference = abs(videos[gpus] - videos[1])
+            assert difference.mean() < 3, (f"MP4 with gpus {gpus} against gpus 1: mean {difference.mean():.3f}, "
+                                           f"max {difference.max():.0f} of 255 levels")
+
+            # The pool stays loaded (ComfyUI caches the loader's output): its workers are the server's children,
+            # and no other process below the server runs the worker module.
+            workers = worker_processes(below=server.process.pid)
+            children = {pid for pid, parent in workers.items() if parent == server.process.pid}
+            assert len(children) == gpus and set(workers) == children, (
+                f"{gpus} worker processes as children of ComfyUI (pid {server.process.pid}) expected; "
+                f"pid -> parent of each worker process below it: {workers}")
+
+            server.process.send_signal(signal.SIGTERM)  # ComfyUI's own process, not its process group
+            try:
+                server.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"ComfyUI did not stop on SIGTERM within {STOP_TIMEOUT_S:.0f} s")
+            deadline = time.monotonic() + WORKER_EXIT_TIMEOUT_S
+            while any(worker_alive(pid) for pid in children) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            alive = [pid for pid in children if worker_alive(pid)]
+            assert not alive, (f"worker processes {alive} still run {WORKER_EXIT_TIMEOUT_S:.0f} s after ComfyUI "
+                               f"stopped. Log tail:\n{server.log_tail()}")
+    finally:  # a worker the test found alive is killed here, by its pid, so that none is left behind
+        for pid in workers:
+            if worker_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def worker_processes_of(server: ComfyServer) -> dict[int, int]:
+    """The pack's worker processes below ``server``'s ComfyUI process."""
+    return worker_processes(below=server.process.pid)
 
 
 @pytest.fixture(scope="module")

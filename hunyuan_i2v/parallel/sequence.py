@@ -109,8 +109,8 @@ def plan() -> dict:
     }
 
 
-def check_degree(model: torch.nn.Module, degree: int) -> None:
-    heads = int(model.config.num_attention_heads)
+def check_degree(heads: int, degree: int) -> None:
+    """Ulysses gives each rank whole attention heads: the rank count must divide the head count."""
     if degree < 2:
         raise UserInputError(f"Sequence parallelism needs at least 2 processes, got {degree}.")
     if heads % degree:
@@ -126,7 +126,7 @@ def enable(model: torch.nn.Module, rank: int, degree: int) -> Shards:
     import torch.distributed as dist
     from diffusers import ContextParallelConfig
 
-    check_degree(model, degree)
+    check_degree(int(model.config.num_attention_heads), degree)
     if not dist.is_initialized() or dist.get_world_size() != degree:
         raise UserInputError(
             f"Sequence parallelism over {degree} GPUs needs a process group of {degree} ranks; start the command "
