@@ -57,7 +57,7 @@ V_GAP = 40  # between groups in a column
 
 # Minimum sizes ComfyUI's frontend (1.27) gives these nodes; the layout never draws them smaller.
 MIN_SIZE = {
-    "HunyuanI2VLoadTransformer": (470, 226),
+    "HunyuanI2VLoadTransformer": (470, 246),
     "HunyuanI2VLoadVAE": (470, 82),
     "HunyuanI2VLoadTextEncoders": (470, 178),
     "HunyuanI2VEncode": (420, 420),
