@@ -82,11 +82,13 @@ def load_model_on_gpus(
     variant: str = "auto",
     compile_blocks: bool = False,
     device_type: str = "cuda",
+    poll=None,
 ):
     """The transformer in a pool of worker processes, one per GPU, each with a full copy of the weights.
 
     This process keeps a weightless copy (on the meta device) for the model's config; sampling goes to the
     pool (stages.run_sample). For programs that are one process (ComfyUI); the command line uses torchrun.
+    ``poll`` is called while the workers load and may raise (Cancel), which stops them.
     """
     from .parallel.pool import WorkerPool
 
@@ -101,7 +103,7 @@ def load_model_on_gpus(
         "offload_mode": offload_mode, "variant": variant, "compile_blocks": compile_blocks,
     })
     try:
-        report = pool.start()
+        report = pool.start(poll)
     except BaseException:
         pool.stop()  # a file every worker refused, or a worker that died: none is left behind
         raise

@@ -60,7 +60,7 @@ class HunyuanI2VLoadTransformer:
         if gpus > 1:
             loaded = loading.load_model_on_gpus(
                 gpus, path, weight_dtype, fp8_storage, attention, offload_mode, variant, compile_blocks,
-                device_type=comfy.torch_device().type,
+                device_type=comfy.torch_device().type, poll=comfy.check_interrupt,
             )
         else:
             loaded = loading.load_model(

@@ -358,3 +358,28 @@ def test_gpu_count_that_does_not_divide_the_heads_is_refused_before_any_worker_s
     with pytest.raises(UserInputError, match="2 attention heads, which 3 GPUs cannot share evenly. Use 2 GPUs"):
         run_node("HunyuanI2VLoadTransformer", **transformer_inputs("tiny15_comfy.safetensors", gpus=3))
     assert started == []  # refused from the file's header, before any worker loads a copy of the weights
+
+
+def test_cancel_while_the_workers_load_stops_them_at_once(models15_root):
+    from hyv_pack.hunyuan_i2v import loading
+    from hyv_pack.hunyuan_i2v.parallel import pool as pool_module
+
+    started = []
+    real_popen = pool_module.subprocess.Popen
+
+    class Cancel(Exception):
+        pass
+
+    def poll():
+        raise Cancel()
+
+    pool_module.subprocess.Popen = lambda *a, **k: started.append(real_popen(*a, **k)) or started[-1]
+    try:
+        begin = time.monotonic()
+        with pytest.raises(Cancel):
+            loading.load_model_on_gpus(2, models15_root / "diffusion_models" / "tiny15_comfy.safetensors", "fp32",
+                                       device_type="cpu", poll=poll)
+    finally:
+        pool_module.subprocess.Popen = real_popen
+    assert len(started) == 2 and all(p.poll() is not None for p in started)
+    assert time.monotonic() - begin < 30

@@ -69,8 +69,11 @@ class WorkerPool:
     def running(self) -> bool:
         return bool(self.processes) and all(p.poll() is None for p in self.processes)
 
-    def start(self) -> dict:
-        """Start the workers and load the model in each; returns the first worker's description of it."""
+    def start(self, poll=None) -> dict:
+        """Start the workers and load the model in each; returns the first worker's description of it.
+
+        ``poll`` may raise (Cancel) while they load; the workers are then stopped at once (a load cannot be
+        interrupted half way and would hold the GPUs for minutes)."""
         self.stop()
         key = secrets.token_bytes(32)
         listener = Listener(("127.0.0.1", 0), authkey=key)
@@ -95,7 +98,7 @@ class WorkerPool:
         finally:
             listener.close()
         self._finalizer = weakref.finalize(self, _shutdown, self.processes, self.connections)
-        return self._all(("load", self.load_args), what="loading the model")
+        return self._all(("load", self.load_args), what="loading the model", poll=poll, wait_on_cancel=False)
 
     def _accept(self, listener) -> list:
         """Each worker's connection, in rank order; a worker that dies before connecting is an error, not a hang."""
@@ -143,7 +146,7 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ jobs
 
-    def _all(self, message, what: str, on_message=None, poll=None):
+    def _all(self, message, what: str, on_message=None, poll=None, wait_on_cancel: bool = True):
         """Send ``message`` to every worker and wait for all to finish; returns the first worker's result.
 
         ``on_message`` gets what the first worker reports on the way (steps); ``poll`` is called while waiting
@@ -162,7 +165,10 @@ class WorkerPool:
                         poll()
                     self._collect(results, errors, on_message, what)
             except BaseException:
-                self._cancel(results, errors, what)
+                if wait_on_cancel:
+                    self._cancel(results, errors, what)
+                else:
+                    self.stop()
                 raise
             if errors:
                 rank, kind, text = errors[0]

@@ -99,7 +99,19 @@ class Worker:
             raise Cancelled()
 
 
+def quiet_libraries() -> None:
+    """N workers would each repeat diffusers' and transformers' notices (experimental APIs, loading bars) in
+    ComfyUI's console; their errors still show, and the pack's own errors come back to the node."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.set_verbosity_error()
+        library.disable_progress_bar()
+
+
 def main() -> int:
+    quiet_libraries()
     host, port = os.environ["HUNYUAN_I2V_POOL"].rsplit(":", 1)
     connection = Client((host, int(port)), authkey=bytes.fromhex(os.environ["HUNYUAN_I2V_POOL_KEY"]))
     messages.send(connection, {"rank": int(os.environ["RANK"])})
