@@ -57,6 +57,16 @@ class Worker:
         self.transformer = None  # the old weights go before the new ones come
         loaded = loading.load_model(**args, device=self.ranks.device, offload_device=torch.device("cpu"),
                                     ranks=self.ranks)
+        if self.ranks.device.type == "cuda" and loaded.offload_mode == "model":
+            if self.ranks.is_first:
+                loaded.notes.append(
+                    "Offload mode 'model' on several GPUs: GPU 0, which ComfyUI's own models share, gets the "
+                    "weights only while sampling; the other GPUs keep theirs (each worker has its GPU to itself), "
+                    "which spares a copy of the weights in CPU memory per GPU."
+                )
+            else:
+                loaded.model.to(self.ranks.device)
+                loaded.offload_mode = "none"
         self.transformer = loaded
         if not self.ranks.is_first:
             return None
