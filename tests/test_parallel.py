@@ -301,6 +301,27 @@ def test_dead_worker_is_an_error_then_the_pool_starts_again(graph15_parts, poole
     assert model.pool.running and result.latent["samples"].shape[2] == 2
 
 
+def test_a_new_pool_stops_the_old_one_which_starts_again_when_used(graph15_parts, pooled15, models15_root,
+                                                                    monkeypatch):
+    """One set of GPUs holds one pool's copies at a time (a changed loader widget must not double the memory)."""
+    from hyv_pack.hunyuan_i2v import stages
+    from hyv_pack.hunyuan_i2v.shared.sampling import SamplingSettings
+
+    old, _ = pooled15
+    assert old.pool.running
+    monkeypatch.setenv("HUNYUAN_I2V_MODELS", str(models15_root))
+    new, _ = run_node("HunyuanI2VLoadTransformer", **transformer_inputs("tiny15_tencent.safetensors", gpus=2))
+    try:
+        assert new.pool.running and not old.pool.running and not old.pool.processes
+        settings = SamplingSettings(seed=1, steps=2, num_frames=5)
+        first = stages.run_sample(old, graph15_parts["cond"], settings).latent["samples"]  # restarts its workers
+        assert old.pool.running and not new.pool.running
+        alone = stages.run_sample(graph15_parts["single"], graph15_parts["cond"], settings).latent["samples"]
+        assert (first - alone).abs().max().item() < TOLERANCE
+    finally:
+        new.pool.stop()
+
+
 def test_pool_stops_its_workers_when_dropped(models15_root, monkeypatch):
     import gc
 

@@ -39,6 +39,13 @@ CANCEL_WAIT_S = 120  # a step in progress finishes before the workers see the ca
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the hunyuan_i2v package
 
 
+# Pools with live workers. Each worker holds a whole copy of the weights, so one set of GPUs serves one pool at a
+# time: starting a pool stops the others (a stopped pool starts again when its model is next used), as ComfyUI
+# unloads one model to make room for another. Without this, changing a loader widget would keep the old
+# pool's copies until ComfyUI drops the old output, after the new pool has loaded its own.
+_LIVE: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -75,6 +82,9 @@ class WorkerPool:
         ``poll`` may raise (Cancel) while they load; the workers are then stopped at once (a load cannot be
         interrupted half way and would hold the GPUs for minutes)."""
         self.stop()
+        for other in list(_LIVE):
+            if other is not self:
+                other.stop()
         key = secrets.token_bytes(32)
         listener = Listener(("127.0.0.1", 0), authkey=key)
         master_port = _free_port()
@@ -98,6 +108,7 @@ class WorkerPool:
         finally:
             listener.close()
         self._finalizer = weakref.finalize(self, _shutdown, self.processes, self.connections)
+        _LIVE.add(self)
         return self._all(("load", self.load_args), what="loading the model", poll=poll, wait_on_cancel=False)
 
     def _accept(self, listener) -> list:
@@ -126,6 +137,7 @@ class WorkerPool:
         return [accepted[rank] for rank in range(self.gpus)]
 
     def stop(self) -> None:
+        _LIVE.discard(self)
         if self._finalizer is not None:
             self._finalizer()
             self._finalizer = None
