@@ -238,8 +238,8 @@ class WorkerPool:
     def sample(self, transformer, cond, requested, cache: str, cache_threshold: float, on_step=None, poll=None,
                previews: bool = False):
         """Sample on every worker; returns the first worker's stages.SampleResult."""
-        if not self.running:
-            self.start()
+        if not self.running:  # stopped by another pool, or after a worker died: load again
+            self.start(poll)
         job = {
             "cond": cond, "requested": requested, "cache": cache, "cache_threshold": cache_threshold,
             "loras": tuple(transformer.loras), "previews": previews,
