@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from ..shared import files
 from ..errors import ModelFileError
-from ..shared.vae import LoadedVAE
+from ..shared.vae import LoadedVAE, load_folder_model
 
 # Not readable from tensor shapes: the real VAE's values, overridable with a
 # JSON "config" entry in the file's safetensors metadata.
@@ -80,15 +79,8 @@ def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedVAE:
 def load_diffusers_folder(folder: str | Path, dtype: torch.dtype) -> LoadedVAE:
     from diffusers import AutoencoderKLHunyuanVideo
 
-    folder = Path(folder)
-    sub = folder / "vae"
-    if not (sub / "config.json").exists():
-        raise ModelFileError(f"'{folder}' has no vae/config.json; it is not a complete HunyuanVideo diffusers folder.")
-    cls = json.loads((sub / "config.json").read_text()).get("_class_name")
-    if cls and cls != "AutoencoderKLHunyuanVideo":
-        raise ModelFileError(f"'{sub}' holds a {cls}, not the HunyuanVideo VAE (AutoencoderKLHunyuanVideo).")
-    model = AutoencoderKLHunyuanVideo.from_pretrained(sub, dtype=dtype)
-    return HunyuanVideoVAE(model.eval().requires_grad_(False), f"diffusers folder '{folder.name}'", FAMILY)
+    model = load_folder_model(folder, AutoencoderKLHunyuanVideo, "HunyuanVideo", dtype)
+    return HunyuanVideoVAE(model, f"diffusers folder '{Path(folder).name}'", FAMILY)
 
 
 def load_vae(path: str | Path, dtype: torch.dtype = torch.float32, tiling: bool = True) -> LoadedVAE:

@@ -8,7 +8,6 @@ mapped here with the architecture read from the shapes.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 
 from ..errors import ModelFileError
 from ..shared import files
-from ..shared.vae import LoadedVAE
+from ..shared.vae import LoadedVAE, load_folder_model
 from . import defaults
 
 # Not readable from tensor shapes: the real VAE's values, overridable with a JSON
@@ -106,15 +105,8 @@ def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedVAE:
 def load_diffusers_folder(folder: str | Path, dtype: torch.dtype) -> LoadedVAE:
     from diffusers import AutoencoderKLHunyuanVideo15
 
-    folder = Path(folder)
-    sub = folder / "vae"
-    if not (sub / "config.json").exists():
-        raise ModelFileError(f"'{folder}' has no vae/config.json; it is not a complete diffusers folder.")
-    cls = json.loads((sub / "config.json").read_text()).get("_class_name")
-    if cls and cls != "AutoencoderKLHunyuanVideo15":
-        raise ModelFileError(f"'{sub}' holds a {cls}, not the HunyuanVideo-1.5 VAE (AutoencoderKLHunyuanVideo15).")
-    model = AutoencoderKLHunyuanVideo15.from_pretrained(sub, dtype=dtype)
-    return HunyuanVideo15VAE(model.eval().requires_grad_(False), f"diffusers folder '{folder.name}'", defaults.NAME)
+    model = load_folder_model(folder, AutoencoderKLHunyuanVideo15, "HunyuanVideo-1.5", dtype)
+    return HunyuanVideo15VAE(model, f"diffusers folder '{Path(folder).name}'", defaults.NAME)
 
 
 def load_vae(path: str | Path, dtype: torch.dtype = torch.float32) -> LoadedVAE:

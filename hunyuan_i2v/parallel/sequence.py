@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from diffusers.hooks import HookRegistry, ModelHook
+from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 
 from ..errors import UserInputError
 
@@ -96,8 +97,6 @@ class Shards:
 
 def plan() -> dict:
     """The context-parallel plan of both HunyuanVideo transformers (they share the module names used here)."""
-    from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
     split_tokens = ContextParallelInput(split_dim=1, expected_dims=3, split_output=True)
     split_rope = ContextParallelInput(split_dim=0, expected_dims=2, split_output=True)
     return {

@@ -9,9 +9,13 @@ multiplies or divides by a scale.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from ..errors import ModelFileError
 
 
 @dataclass
@@ -67,3 +71,15 @@ class LoadedVAE:
         """Unscaled latent [B, C, f, h, w] -> video [B, 3, F, H, W] in -1..1."""
         device = next(self.model.parameters()).device
         return self.model.decode(latents.to(device=device, dtype=self.dtype), return_dict=False)[0]
+
+
+def load_folder_model(folder: str | Path, model_class, what: str, dtype: torch.dtype) -> torch.nn.Module:
+    """``model_class`` from a diffusers folder's vae/, after checking that its config names that class."""
+    folder = Path(folder)
+    sub = folder / "vae"
+    if not (sub / "config.json").exists():
+        raise ModelFileError(f"'{folder}' has no vae/config.json; it is not a complete {what} diffusers folder.")
+    name = json.loads((sub / "config.json").read_text()).get("_class_name")
+    if name and name != model_class.__name__:
+        raise ModelFileError(f"'{sub}' holds a {name}, not the {what} VAE ({model_class.__name__}).")
+    return model_class.from_pretrained(sub, dtype=dtype).eval().requires_grad_(False)
