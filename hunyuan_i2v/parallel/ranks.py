@@ -21,6 +21,7 @@ from . import messages
 # The other ranks wait in a collective while the first decodes and writes a video (minutes at 720p), so the
 # process group must not give up after NCCL's default 10 minutes.
 WAIT_LIMIT = timedelta(hours=2)
+LEAVE_WAIT = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,21 @@ def join(device_type: str | None = None) -> Ranks:
 
 
 def leave() -> None:
+    """Leave the process group, after waiting (a bounded while) until every rank is leaving.
+
+    Tearing gloo down while another rank still talks to it can abort the process ("terminate called
+    without an active exception") after its work is done; after an error on one rank, the others may
+    never arrive, hence the bound.
+    """
     import torch.distributed as dist
 
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    try:
+        dist.barrier(async_op=True).wait(timeout=LEAVE_WAIT)
+    except Exception:  # noqa: BLE001 - a rank that is gone or stuck: leave anyway
+        pass
+    dist.destroy_process_group()
 
 
 def share(ranks: Ranks, make):
