@@ -68,13 +68,33 @@ def _loaded_adapters(model: torch.nn.Module) -> set[str]:
 FP8_DTYPES = tuple(getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, name))
 
 
-def _adapter_out_of_fp8(model: torch.nn.Module, adapter_name: str, dtype: torch.dtype) -> None:
-    """peft makes a new adapter's weights in its base layer's dtype (fp8 under fp8 storage) and casts each
-    layer's input to it, so the adapter would compute in fp8, which PyTorch's kernels mostly lack. Adapters
-    are small: they are kept in the compute dtype instead."""
+def _adapter_in_compute_dtype(model: torch.nn.Module, adapter_name: str, state: dict[str, torch.Tensor],
+                              dtype: torch.dtype) -> None:
+    """Give a new adapter the file's own values in the compute dtype.
+
+    peft makes an adapter's weights in its base layer's dtype and loads the file into them, so under fp8 storage
+    the values have already been rounded through fp8 (most values of a typical LoRA B, std 1e-3, become 0) before
+    anything here runs: casting them back up cannot restore them, so they are read again from the file's tensors.
+    Adapters are small, so keeping them in the compute dtype costs little; it also keeps peft from casting each
+    layer's input to fp8, which PyTorch's kernels mostly cannot multiply.
+    """
+    marker = f".{adapter_name}."
     for name, param in model.named_parameters():
-        if f".{adapter_name}." in name and param.dtype in FP8_DTYPES:
+        if marker not in name:
+            continue
+        source = state.get(name.replace(marker, "."))
+        if source is not None and tuple(source.shape) == tuple(param.shape):
+            param.data = source.to(device=param.device, dtype=dtype)
+        elif param.dtype in FP8_DTYPES:
             param.data = param.data.to(dtype)
+
+
+def compute_dtype_of(model: torch.nn.Module, default: torch.dtype | None = None) -> torch.dtype | None:
+    """The dtype a model computes in: under fp8 storage, the one its casting hooks upcast to."""
+    for param in model.parameters():
+        if param.dtype not in FP8_DTYPES:
+            return param.dtype if param.dtype.is_floating_point else default
+    return default
 
 
 @contextmanager
@@ -94,9 +114,9 @@ def applied(model: torch.nn.Module, loras: tuple[LoraSpec, ...], to_diffusers, c
     for spec in active:
         name = spec.adapter_name
         if name not in _loaded_adapters(model):
-            model.load_lora_adapter(read_lora(spec.path, model, to_diffusers), prefix=None, adapter_name=name)
-            if compute_dtype is not None:
-                _adapter_out_of_fp8(model, name, compute_dtype)
+            state = read_lora(spec.path, model, to_diffusers)
+            model.load_lora_adapter(dict(state), prefix=None, adapter_name=name)
+            _adapter_in_compute_dtype(model, name, state, compute_dtype or compute_dtype_of(model, torch.float32))
         names.append(name)
     model.enable_lora()
     model.set_adapters(names, [spec.strength for spec in active])
