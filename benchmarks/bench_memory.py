@@ -166,10 +166,9 @@ def main() -> None:
         decode_base = None
         for label, tiling, tile in (("decode whole", False, None), ("decode tiles 256", True, 256),
                                     ("decode tiles 128", True, 128)):
-            vae.set_tiling(tiling, tile)
             estimate = planner.decode_estimate(vae, latent.shape, tiling, tile)
             try:
-                seconds, peak = measure(lambda: vae.decode(latent.to(device)), device)
+                seconds, peak = measure(lambda: vae.decode(latent.to(device), tiling, tile), device)
             except torch.OutOfMemoryError:
                 print(f"  {label:<34} out of memory (estimate {planner.gib(estimate.total)})")
                 continue

@@ -146,13 +146,12 @@ def _check_choices(offload_mode: str, variant: str) -> None:
         raise UserInputError(f"Unknown variant '{variant}'. Use one of {', '.join(VARIANT_CHOICES)}.")
 
 
-def load_vae(path: str | Path, dtype: str | torch.dtype = "bf16", tiling: bool = True):
+def load_vae(path: str | Path, dtype: str | torch.dtype = "bf16"):
+    """The VAE of either family; tiling is chosen by each encode and decode call, not here."""
     dtype = acceleration.parse_dtype(dtype) if isinstance(dtype, str) else dtype
     path = Path(path)
     name = family_for_slot(path, "vae", "the VAE", "vae")
-    vae = families.family(name).load_vae(path, dtype)
-    vae.set_tiling(tiling)
-    return vae
+    return families.family(name).load_vae(path, dtype)
 
 
 def with_lora(transformer, path: str | Path, strength: float):

@@ -207,10 +207,9 @@ def run_decode(
     tiling, tile_size, plan_notes = plan_decode(vae, tuple(latents.shape), tiling, tile_size, free_memory)
     if notes is not None:
         notes.extend(plan_notes)
-    vae.set_tiling(tiling, tile_size)
     device = device or torch.device("cpu")
     with _oom_guard("decode"), acceleration.on_device([vae.model], device, offload_device or torch.device("cpu")):
-        video = vae.decode(latents.float())
+        video = vae.decode(latents.float(), tiling, tile_size)
     video = video[:, :, drop:] if drop else video
     frames = (video.float() / 2 + 0.5).clamp(0, 1)
     # ComfyUI's IMAGE is a batch of frames, channels last

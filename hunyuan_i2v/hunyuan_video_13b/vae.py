@@ -83,8 +83,6 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype) -> LoadedVAE:
     return HunyuanVideoVAE(model, f"diffusers folder '{Path(folder).name}'", FAMILY)
 
 
-def load_vae(path: str | Path, dtype: torch.dtype = torch.float32, tiling: bool = True) -> LoadedVAE:
+def load_vae(path: str | Path, dtype: torch.dtype = torch.float32) -> LoadedVAE:
     path = Path(path)
-    vae = load_diffusers_folder(path, dtype) if path.is_dir() else load_single_file(path, dtype)
-    vae.set_tiling(tiling)
-    return vae
+    return load_diffusers_folder(path, dtype) if path.is_dir() else load_single_file(path, dtype)

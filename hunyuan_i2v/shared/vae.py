@@ -10,6 +10,7 @@ multiplies or divides by a scale.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,29 +49,46 @@ class LoadedVAE:
         """``enable_tiling`` arguments for a tile edge in pixels (each diffusers VAE names them differently)."""
         return {}
 
-    def set_tiling(self, enabled: bool, tile_size: int | None = None) -> None:
-        """Spatial tiles keep decode memory flat at any resolution."""
+    @contextmanager
+    def tiling(self, enabled: bool, tile_size: int | None = None):
+        """Tiles (or none) for one call only.
+
+        diffusers keeps tiling as attributes of the VAE object, which every graph using this loader shares: set by
+        one decode, they would change how the next start image is encoded. So each call states its own tiling and
+        the attributes are put back as they were after it.
+        """
+        saved = {k: v for k, v in vars(self.model).items() if k.startswith(("use_tiling", "tile_"))}
         if enabled:
             self.model.enable_tiling(**(self.tile_kwargs(tile_size) if tile_size else {}))
         else:
             self.model.disable_tiling()
+        try:
+            yield
+        finally:
+            vars(self.model).update(saved)
 
     @torch.no_grad()
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] in -1..1 -> scaled latent [B, C, 1, h, w] (the distribution's mode), float32."""
+        """[B, 3, H, W] in -1..1 -> scaled latent [B, C, 1, h, w] (the distribution's mode), float32.
+
+        Always whole, never tiled: one frame needs little memory, and the reference pipelines encode it whole, so
+        the conditioning does not depend on the tile settings of anything that ran before.
+        """
         device = next(self.model.parameters()).device
         video = pixels.to(device=device, dtype=self.dtype).unsqueeze(2)
-        latents = [self.model.encode(frame.unsqueeze(0)).latent_dist.mode() for frame in video]
+        with self.tiling(False):
+            latents = [self.model.encode(frame.unsqueeze(0)).latent_dist.mode() for frame in video]
         return torch.cat(latents).float() * self.scaling_factor
 
     def to_unscaled(self, latents: torch.Tensor) -> torch.Tensor:
         return latents / self.scaling_factor
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Unscaled latent [B, C, f, h, w] -> video [B, 3, F, H, W] in -1..1."""
+    def decode(self, latents: torch.Tensor, tiling: bool = True, tile_size: int | None = None) -> torch.Tensor:
+        """Unscaled latent [B, C, f, h, w] -> video [B, 3, F, H, W] in -1..1, tiled as this call asks."""
         device = next(self.model.parameters()).device
-        return self.model.decode(latents.to(device=device, dtype=self.dtype), return_dict=False)[0]
+        with self.tiling(tiling, tile_size):
+            return self.model.decode(latents.to(device=device, dtype=self.dtype), return_dict=False)[0]
 
 
 def load_folder_model(folder: str | Path, model_class, what: str, dtype: torch.dtype) -> torch.nn.Module:
