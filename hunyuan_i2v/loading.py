@@ -16,7 +16,7 @@ import torch
 from . import families
 from .errors import ModelFileError, UserInputError
 from .parallel import sequence
-from .shared import acceleration, files, loras
+from .shared import acceleration, files, kernels, loras
 from .shared.tokenizers import find_tokenizer_dir
 
 
@@ -50,13 +50,22 @@ def load_model(
     dtype = acceleration.parse_dtype(weight_dtype)
     path = Path(path)
     name = family_for_slot(path, "transformer", "the transformer", "diffusion_models")
+    notes = []
+    if ranks is not None and attention != sequence.PARALLEL_ATTENTION:
+        notes.append(f"Attention: '{attention}' cannot be split across GPUs with the key masks this needs; "
+                     f"using '{sequence.PARALLEL_ATTENTION}'.")
+        attention = sequence.PARALLEL_ATTENTION
+    # Every choice is tried on the device before the weights load, so a refusal costs no wait.
+    run_device = device or torch.device("cpu")
+    if fp8_storage:
+        kernels.check_fp8_device(run_device)
+    if compile_blocks:
+        kernels.check_compile(run_device)
+    acceleration.usable_attention_backend(attention, name, run_device, dtype)
     loaded = families.family(name).load_transformer(path, dtype, VARIANT_CHOICES[variant])
     loaded.offload_mode = offload_mode
-    if ranks is not None and attention != sequence.PARALLEL_ATTENTION:
-        loaded.notes.append(f"Attention: '{attention}' cannot be split across GPUs with the key masks this needs; "
-                            f"using '{sequence.PARALLEL_ATTENTION}'.")
-        attention = sequence.PARALLEL_ATTENTION
-    loaded.notes.extend(acceleration.set_attention_backend(loaded.model, attention, name))
+    loaded.notes.extend(notes)
+    loaded.notes.extend(acceleration.set_attention_backend(loaded.model, attention, name, run_device, dtype))
     if fp8_storage:
         acceleration.enable_fp8_storage(loaded.model, dtype)
         loaded.notes.append("Weights stored in fp8 (e4m3fn), computed in " + weight_dtype + ".")
@@ -93,6 +102,7 @@ def load_model_on_gpus(
     from .parallel.pool import WorkerPool
 
     _check_choices(offload_mode, variant)
+    kernels.check_several_gpus(device_type)
     path = Path(path)
     family_for_slot(path, "transformer", "the transformer", "diffusion_models")  # a wrong file fails here, at once
     heads = attention_heads(path)

@@ -17,7 +17,7 @@ import torch
 
 from .. import families, loading
 from ..errors import ModelFileError, UserInputError
-from ..shared import acceleration, files
+from ..shared import acceleration, files, kernels
 from . import options
 
 # Which tokenizers each family's single-file text encoders need (shared/tokenizers.py kinds).
@@ -108,11 +108,17 @@ def parse_device(text: str | None) -> torch.device:
     return device
 
 
-def check_model_options(args, family: str) -> None:
-    """Options that need a package or feature this machine may lack."""
+def check_model_options(args, family: str, device: torch.device | None = None) -> None:
+    """Options that need a package or feature this machine may lack: the loader's own checks, before loading."""
+    device = device or torch.device("cpu")
     if (args.fp8 or args.text_encoder_fp8) and not hasattr(torch, "float8_e4m3fn"):
         raise UserInputError("This PyTorch has no float8 support; leave out --fp8/--text-encoder-fp8 or update PyTorch.")
-    acceleration.usable_attention_backend(args.attention, family)  # the loader's own check, before loading
+    if args.fp8 or args.text_encoder_fp8:
+        kernels.check_fp8_device(device)
+    if getattr(args, "compile", False):
+        kernels.check_compile(device)
+    dtype = acceleration.DTYPES.get(getattr(args, "dtype", None) or "bf16", torch.bfloat16)
+    acceleration.usable_attention_backend(args.attention, family, device, dtype)
 
 
 # ---------------------------------------------------------------- model files
@@ -147,7 +153,7 @@ def plan_models(args) -> ModelPlan:
     """Resolve and check every model file by its header, and the tokenizers, without loading any weights."""
     device = parse_device(args.device)
     if args.demo:
-        check_model_options(args, args.demo_family)
+        check_model_options(args, args.demo_family, device)
         return ModelPlan(args.demo_family, device, demo=True)
     if not args.diffusers and not args.mllm:
         raise UserInputError("Give the model: --diffusers FOLDER, or --transformer, --vae and --mllm/--vision/--clip "
@@ -174,7 +180,7 @@ def plan_models(args) -> ModelPlan:
     families.check_match([(what, SimpleNamespace(family=name), slots) for what, name, slots in parts])
     family = parts[0][1]
     loras = [_lora(models, item) for item in args.lora]
-    check_model_options(args, family)
+    check_model_options(args, family, device)
     return ModelPlan(family, device, transformer=transformer, vae=vae, text_encoders=sources, loras=loras)
 
 

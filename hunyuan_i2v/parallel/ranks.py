@@ -16,6 +16,7 @@ import torch
 
 from .. import errors
 from ..errors import UserInputError
+from ..shared import kernels
 from . import messages
 
 # The other ranks wait in a collective while the first decodes and writes a video (minutes at 720p), so the
@@ -48,6 +49,7 @@ def join(device_type: str | None = None) -> Ranks:
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
     if device_type == "cuda":
+        kernels.check_several_gpus(device_type)
         count = torch.cuda.device_count()
         if local_rank >= count:
             raise UserInputError(

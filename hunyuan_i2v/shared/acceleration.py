@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import torch
 
 from ..errors import UserInputError
+from . import kernels
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -27,18 +28,26 @@ ATTENTION_BACKENDS = {
     "flash-attn 3 varlen": "_flash_varlen_3",
     "sageattention": "sage",
     "sageattention varlen": "sage_varlen",
-    "xformers": "xformers",
 }
 
-# HunyuanVideo-1.5 always passes an attention mask (padded text); these kernels refuse one,
-# so 1.5 runs their variable-length sibling instead (which reads the mask as key padding).
+# Offered by diffusers, refused here with the reason.
+REFUSED_ATTENTION = {
+    "xformers": (
+        "xformers cannot take these models' padded-text mask: diffusers hands it a dense [batch, heads, tokens, "
+        "tokens] bias (tens of GB at 720p) in which masked keys still count. Pick 'sdpa efficient' (the same kind of "
+        "kernel, in PyTorch) or 'native (PyTorch SDPA)'."
+    ),
+}
+
+# Both families always pass an attention mask (the prompt is padded; diffusers' 13 B transformer masks its keys
+# too). These kernels refuse a mask, so their variable-length sibling runs instead, which reads the mask as key
+# padding; PyTorch's flash kernel has no such sibling in diffusers, its memory-efficient one takes the mask.
 MASK_FALLBACKS = {
     "flash": "flash_varlen",
     "_flash_3": "_flash_varlen_3",
     "sage": "sage_varlen",
     "_native_flash": "_native_efficient",
 }
-FAMILIES_WITH_MASK = ("hunyuan_video_15",)
 
 OFFLOAD_MODES = {
     "model": "whole model on the GPU while it runs, back to CPU RAM after (default)",
@@ -90,35 +99,60 @@ def enable_fp8_storage_text_encoders(encoders, compute_dtype: torch.dtype) -> No
     )
 
 
-def usable_attention_backend(label: str, family: str = "") -> tuple[str, list[str]]:
-    """diffusers' backend name for ``label`` on ``family``, checked usable here; and notes (a fallback taken).
+def _label(backend: str) -> str:
+    return next(k for k, v in ATTENTION_BACKENDS.items() if v == backend)
 
-    Called by the loader and, before anything loads, by the command line's checks.
+
+def usable_attention_backend(label: str, family: str = "", device: torch.device | None = None,
+                             dtype: torch.dtype = torch.bfloat16) -> tuple[str, list[str]]:
+    """diffusers' backend name for ``label``, tried on ``device`` in ``dtype``; and notes for the model's info.
+
+    Called by the loader and, before anything loads, by the command line's checks. ``family`` is kept for callers;
+    both families pass masks, so the choice no longer depends on it.
     """
+    if label in REFUSED_ATTENTION:
+        raise UserInputError(REFUSED_ATTENTION[label])
     if label not in ATTENTION_BACKENDS:
         raise UserInputError(f"Unknown attention backend '{label}'. Use one of {', '.join(ATTENTION_BACKENDS)}.")
+    device = torch.device(device) if device is not None else torch.device("cpu")
     backend = ATTENTION_BACKENDS[label]
     notes = []
-    if family in FAMILIES_WITH_MASK and backend in MASK_FALLBACKS:
+    if backend in MASK_FALLBACKS:
         backend = MASK_FALLBACKS[backend]
-        label = next(k for k, v in ATTENTION_BACKENDS.items() if v == backend)
-        notes.append(
-            f"Attention: HunyuanVideo-1.5 needs a kernel that takes an attention mask; using '{label}' instead."
-        )
-    from diffusers.models.attention_dispatch import _check_attention_backend_requirements, AttentionBackendName
+        notes.append(f"Attention: '{label}' takes no mask, and HunyuanVideo always masks its padded prompt; using "
+                     f"'{_label(backend)}' instead.")
+    chosen = _label(backend)
+    from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
 
     try:
         _check_attention_backend_requirements(AttentionBackendName(backend))
     except Exception as exc:  # noqa: BLE001 - diffusers raises RuntimeError/ImportError here
         raise UserInputError(
-            f"Attention backend '{label}' is not usable here: {exc}. Install its package or pick 'native (PyTorch SDPA)'."
+            f"Attention backend '{chosen}' is not usable here: {exc}. Install its package or pick "
+            "'native (PyTorch SDPA)'."
         ) from exc
+    why = kernels.attention_failure(backend, device, dtype)
+    if why:
+        raise UserInputError(
+            f"Attention backend '{chosen}' cannot run on {device} with {str(dtype).replace('torch.', '')} weights "
+            f"and a key mask ({why}). Pick 'native (PyTorch SDPA)', which runs everywhere"
+            + (", or load the weights in bf16." if dtype == torch.float32 and device.type == "cuda" else ".")
+        )
+    notes.append(f"Attention kernel: {chosen}.")
+    if backend == "native" and device.type == "cuda" and not kernels.fused_sdpa_available(device, dtype):
+        major, minor = torch.cuda.get_device_capability(device)
+        notes.append(
+            f"Attention: this GPU (compute capability {major}.{minor}) has no fused PyTorch kernel for masked "
+            f"{str(dtype).replace('torch.', '')} attention, so PyTorch runs its math kernel: slow, and memory grows "
+            "with the square of the video's tokens. Use weight dtype fp16, a lower resolution or fewer frames."
+        )
     return backend, notes
 
 
-def set_attention_backend(model: torch.nn.Module, label: str, family: str = "") -> list[str]:
-    """Select the attention kernel; returns notes for the user (a fallback that was taken)."""
-    backend, notes = usable_attention_backend(label, family)
+def set_attention_backend(model: torch.nn.Module, label: str, family: str = "", device: torch.device | None = None,
+                          dtype: torch.dtype = torch.bfloat16) -> list[str]:
+    """Select the attention kernel; returns notes for the user (which kernel runs, a fallback that was taken)."""
+    backend, notes = usable_attention_backend(label, family, device, dtype)
     # Always set, "native" too: diffusers also makes the last backend set the process-wide default,
     # which every model left without its own would then use.
     model.set_attention_backend(backend)
