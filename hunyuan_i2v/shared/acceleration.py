@@ -133,8 +133,9 @@ def usable_attention_backend(label: str, family: str = "", device: torch.device 
         ) from exc
     why = kernels.attention_failure(backend, device, dtype)
     if why:
+        asked = f"'{label}' takes no mask, so its sibling was tried: " if chosen != label else ""
         raise UserInputError(
-            f"Attention backend '{chosen}' cannot run on {device} with {str(dtype).replace('torch.', '')} weights "
+            f"{asked}Attention backend '{chosen}' cannot run on {device} with {str(dtype).replace('torch.', '')} weights "
             f"and a key mask ({why}). Pick 'native (PyTorch SDPA)', which runs everywhere"
             + (", or load the weights in bf16." if dtype == torch.float32 and device.type == "cuda" else ".")
         )
