@@ -42,8 +42,47 @@ def gpu_bytes_for_decode(vae) -> int:
     return acceleration.module_bytes([vae.model])
 
 
+# What each stage needs free on its device before it starts: the planner's whole estimate (weights the stage
+# brings, and its working memory). A host program (ComfyUI) frees that much from its own models first; asking
+# for the weights alone let another loaded model stay and the stage run out of memory.
+
+def _already_on(modules, device) -> int:
+    """Bytes of ``modules`` that sit on ``device`` already (a transformer kept resident): not asked for again."""
+    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters()
+               if p.device.type == getattr(device, "type", "cpu") and p.device.type != "cpu")
+
+
+def encode_memory_request(encoders, vae, device=None) -> int:
+    estimate = planner.encode_estimate(encoders, vae)
+    on_gpu = [vae.model] + ([] if encoders.run_on_cpu else encoders.modules())
+    return max(0, estimate.total - _already_on(on_gpu, device))
+
+
+def sample_memory_request(transformer, cond, requested: SamplingSettings, device=None) -> int:
+    """With offload mode "auto", the fastest mode's need: the host frees what it can, and "auto" then plans against
+    what is free after that."""
+    if transformer.pool is not None:  # the workers' GPUs are their own
+        return 0
+    settings, _ = resolve_settings(transformer, requested)
+    mode = "model" if transformer.offload_mode == "auto" else transformer.offload_mode
+    estimate = planner.sample_estimate(transformer, cond, settings.num_frames, offload_mode=mode)
+    return max(0, estimate.total - _already_on([transformer.model], device))
+
+
+def decode_memory_request(vae, latent: dict, tiling: bool = True, tile_size: int | None = None, device=None) -> int:
+    """Tile size 0 ("auto") asks for an untiled decode; the tile is then chosen against what is free."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if samples is None or samples.ndim != 5:
+        return gpu_bytes_for_decode(vae)  # run_decode refuses it in a sentence
+    tiled = tiling and tile_size != 0
+    estimate = planner.decode_estimate(vae, tuple(samples.shape), tiled, tile_size or None)
+    return max(0, estimate.total - _already_on([vae.model], device))
+
+
 @contextmanager
 def _oom_guard(stage: str):
+    """An out-of-memory error stays one (with the pack's advice), so a host's own recovery runs: ComfyUI unloads
+    every model when a node fails with torch's out-of-memory error."""
     try:
         yield
     except torch.OutOfMemoryError as exc:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
 from ..hunyuan_i2v.errors import MissingModelError
+from ..hunyuan_i2v.shared import acceleration
 
 try:  # ComfyUI present
     import folder_paths as _folder_paths  # type: ignore
@@ -198,14 +200,84 @@ def offload_device():
     return torch.device("cpu")
 
 
-def make_room_on_device(device, bytes_needed: int) -> None:
-    """Ask ComfyUI to unload its own models so ``bytes_needed`` fit on ``device``."""
-    if HAVE_COMFY and getattr(device, "type", "cpu") != "cpu":
+_requesting = threading.local()  # set while the pack itself asks ComfyUI for memory
+
+
+def inference_reserve() -> int:
+    """What ComfyUI keeps free beside a model for its own work (its ``minimum_inference_memory``)."""
+    if HAVE_COMFY:
         try:
-            _mm.free_memory(bytes_needed, device)
-            _mm.soft_empty_cache()
-        except Exception:  # noqa: BLE001 - best effort; the stage itself reports OOM clearly
+            return int(_mm.minimum_inference_memory())
+        except Exception:  # noqa: BLE001 - an older ComfyUI without it
             pass
+    return 0
+
+
+def make_room_on_device(device, bytes_needed: int, keep=()) -> None:
+    """Ask ComfyUI to unload its own models until ``bytes_needed`` (a stage's whole estimate) plus ComfyUI's
+    inference reserve are free on ``device``; if that is not enough, the pack's own resident models go too,
+    except ``keep`` (the modules the stage is about to use)."""
+    if not HAVE_COMFY or getattr(device, "type", "cpu") == "cpu":
+        return
+    needed = int(bytes_needed) + inference_reserve()
+    try:
+        _requesting.active = True
+        _mm.free_memory(needed, device)
+    except Exception:  # noqa: BLE001 - best effort; the stage itself reports OOM clearly
+        pass
+    finally:
+        _requesting.active = False
+    free = free_memory(device)
+    if free is not None and free < needed:
+        acceleration.release_resident(keep=keep)
+    try:
+        _mm.soft_empty_cache()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def release_pack_models() -> None:
+    """Give the GPUs back: models the pack keeps resident and worker pools (they start again when next used)."""
+    acceleration.release_resident()
+    from ..hunyuan_i2v.parallel import pool
+
+    pool.stop_all()
+
+
+def install_memory_hooks() -> bool:
+    """Make ComfyUI's own memory management reach the pack's models.
+
+    "Unload models" (POST /free) and ComfyUI's recovery from an out-of-memory error call
+    ``model_management.unload_all_models``; a model that needs room calls ``model_management.free_memory``. Neither
+    knows models it did not load, and ComfyUI offers no registration for them that holds across its releases
+    (0.3.64 to 0.8), so both functions are wrapped: each runs as before, then releases what the pack holds on the GPU
+    (for ``free_memory``, only when ComfyUI's own models did not free enough). Installed once per process.
+    """
+    if not HAVE_COMFY or getattr(_mm, "_hunyuan_i2v_hooks", False):
+        return False
+    original_unload, original_free = _mm.unload_all_models, _mm.free_memory
+
+    def unload_all_models(*args, **kwargs):
+        result = original_unload(*args, **kwargs)
+        release_pack_models()
+        return result
+
+    def free_memory_hook(memory_required, device, *args, **kwargs):
+        result = original_free(memory_required, device, *args, **kwargs)
+        if not getattr(_requesting, "active", False) and getattr(device, "type", "cpu") != "cpu":
+            try:
+                if _mm.get_free_memory(device) < memory_required:
+                    acceleration.release_resident()
+            except Exception:  # noqa: BLE001 - never fail ComfyUI's own loading
+                pass
+        return result
+
+    _mm.unload_all_models, _mm.free_memory = unload_all_models, free_memory_hook
+    _mm._hunyuan_i2v_hooks = True
+    return True
+
+
+install_memory_hooks()
 
 
 def free_memory(device) -> int | None:

@@ -40,7 +40,8 @@ class HunyuanI2VEncode:
         }
 
     def encode(self, text_encoders, vae, image, prompt, negative_prompt, resolution, width, height, unique_id=None):
-        comfy.make_room_on_device(comfy.torch_device(), stages.gpu_bytes_for_encode(text_encoders, vae))
+        device = comfy.torch_device()
+        comfy.make_room_on_device(device, stages.encode_memory_request(text_encoders, vae, device))
         cond = stages.run_encode(
             text_encoders, vae, image, prompt, negative_prompt, resolution, width, height,
             comfy.torch_device(), comfy.offload_device(),
@@ -101,7 +102,8 @@ class HunyuanI2VSample:
             bar.update_absolute(info.index + 1, info.total, shown)
 
         comfy.check_interrupt()
-        comfy.make_room_on_device(device, stages.gpu_bytes_for_sample(model))
+        comfy.make_room_on_device(device, stages.sample_memory_request(model, conditioning, requested, device),
+                                  keep=[model.model])
         result = stages.run_sample(
             model, conditioning, requested, cache, cache_threshold, device, comfy.offload_device(), on_step,
             free_memory=comfy.free_memory(device), poll=comfy.check_interrupt, previews=preview is not None,
@@ -140,7 +142,7 @@ class HunyuanI2VDecode:
 
     def decode(self, vae, latent, tiling, tile_size, fps, unique_id=None):
         device = comfy.torch_device()
-        comfy.make_room_on_device(device, stages.gpu_bytes_for_decode(vae))
+        comfy.make_room_on_device(device, stages.decode_memory_request(vae, latent, tiling, tile_size, device))
         notes: list[str] = []
         frames = stages.run_decode(
             vae, latent, tiling, tile_size, device, comfy.offload_device(), free_memory=comfy.free_memory(device),

@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 from ..errors import UserInputError
 from ..parallel import ranks
 from . import batch, checks, jobs, options
@@ -60,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as exc:
         print(f"error: {exc}" if first else f"error (process {os.environ.get('RANK')}): {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except torch.OutOfMemoryError as exc:  # the stages' message says what to change
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except VideoRescued as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

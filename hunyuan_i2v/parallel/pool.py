@@ -52,6 +52,12 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def stop_all() -> None:
+    """Stop every running pool (the host wants its GPUs back); each starts again when its model is next used."""
+    for pool in list(_LIVE):
+        pool.stop()
+
+
 class WorkerPool:
     """``gpus`` worker processes on ``device_type`` ("cuda", or "cpu" with gloo), each loading ``load_args``."""
 

@@ -7,6 +7,7 @@ them and turns their failures into sentences.
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 
 import torch
@@ -255,14 +256,21 @@ def step_cache(model: torch.nn.Module, mode: str, threshold: float, family: str 
         model.disable_cache()
 
 
+# Modules left on a GPU after their stage (offload mode "none"), with the device to send them back to. Weak, so a
+# model the host drops is not kept alive by this list.
+_RESIDENT: "weakref.WeakKeyDictionary[torch.nn.Module, torch.device]" = weakref.WeakKeyDictionary()
+
+
 @contextmanager
 def on_device(modules, device: torch.device, offload_device: torch.device, keep: bool = False):
     """Run with ``modules`` on ``device``; move them back after unless ``keep``.
 
-    Modules under group offloading manage their own placement and are left alone.
+    Modules under group offloading manage their own placement and are left alone. Kept modules are remembered,
+    so that a host asking for its GPU back (``release_resident``) gets them too.
     """
     movable = [m for m in modules if not has_group_offload(m)]
     for module in movable:
+        _RESIDENT.pop(module, None)
         module.to(device)
     try:
         yield
@@ -272,16 +280,45 @@ def on_device(modules, device: torch.device, offload_device: torch.device, keep:
                 module.to(offload_device)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+        elif keep and device != offload_device:
+            for module in movable:
+                _RESIDENT[module] = offload_device
+
+
+def resident_bytes() -> int:
+    """Bytes of weights kept on a GPU between runs."""
+    return module_bytes(list(_RESIDENT.keys()))
+
+
+def release_resident(keep=()) -> int:
+    """Send every module kept on a GPU, but ``keep``, back to its offload device (the host wants the memory);
+    bytes released. The next run brings it back, as it would after a restart.
+    """
+    released = 0
+    for module, offload_device in list(_RESIDENT.items()):
+        if any(module is kept for kept in keep):
+            continue
+        released += module_bytes([module])
+        module.to(offload_device)
+        _RESIDENT.pop(module, None)
+    if released and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return released
 
 
 def module_bytes(modules) -> int:
     return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
 
 
-def explain_oom(stage: str, exc: BaseException) -> UserInputError:
+def explain_oom(stage: str, exc: BaseException) -> torch.OutOfMemoryError:
+    """torch's out-of-memory error, with what to change in its message: hosts recognise the class (ComfyUI frees
+    all its models on it), users read the advice."""
     tips = {
-        "sample": "lower the resolution bucket or frames, set offload mode to 'block', turn fp8 storage on",
-        "decode": "keep VAE tiling on and lower the tile size",
-        "encode": "load the text encoders on the CPU or use the fp8 text encoder",
+        "sample": "lower the resolution or frames, set offload mode to 'block' (or 'auto'), turn fp8 storage on",
+        "decode": "keep VAE tiling on and lower the tile size (or set it to 0 = auto)",
+        "encode": "load the text encoders on the CPU or with fp8 storage",
     }
-    return UserInputError(f"Out of GPU memory during {stage}: {tips.get(stage, 'free memory')}. ({exc})")
+    return torch.OutOfMemoryError(
+        f"Out of GPU memory during {stage}: {tips.get(stage, 'free memory')}; other models loaded on the same GPU "
+        f"count too (ComfyUI's 'Unload models' frees them). ({exc})"
+    )
