@@ -22,7 +22,7 @@ from einops import rearrange
 from . import families, planner
 from .errors import UserInputError
 from .parallel import sequence
-from .shared import acceleration, images, loras
+from .shared import acceleration, images, interrupt, loras
 from .shared.sampling import SamplingSettings, StepInfo, check_frames
 
 LATENT_INFO_KEY = "hunyuan_i2v"  # our entry in a LATENT dict: family, frames to drop at decode
@@ -100,8 +100,14 @@ def run_encode(
     height: int = 0,
     device: torch.device | None = None,
     offload_device: torch.device | None = None,
+    poll: Callable[[], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ):
-    """Start image + prompts -> the family's conditioning (and notes for the user in ``cond.notes``)."""
+    """Start image + prompts -> the family's conditioning (and notes for the user in ``cond.notes``).
+
+    ``poll`` is called before every block of the encoders and may raise (Cancel); ``on_progress(done, total)``
+    counts those blocks.
+    """
     families.check_match([("the text encoders", encoders, ("text_encoders",)), ("the VAE", vae, ("vae",))])
     fam = families.family(encoders.family)
     width, height = fam.video_size(image, resolution, width, height)
@@ -111,7 +117,10 @@ def run_encode(
     encoder_device = torch.device("cpu") if encoders.run_on_cpu else device
     with _oom_guard("encode"), acceleration.on_device(encoders.modules(), encoder_device, offload_device), \
             acceleration.on_device([vae.model], device, offload_device):
-        cond = fam.encode(encoders, vae, image, prompt, negative_prompt, width, height)
+        encoding = encoders.modules() + [vae.model.encoder]
+        total = len(interrupt.repeated_blocks(encoding))
+        with interrupt.counted(encoding, poll, on_progress, total):
+            cond = fam.encode(encoders, vae, image, prompt, negative_prompt, width, height)
     if warning:
         cond.notes.append(warning)
     return cond
@@ -144,8 +153,9 @@ def run_sample(
 ) -> SampleResult:
     """Sample; ``free_memory`` (bytes free on ``device``, None = unknown) drives the memory plan.
 
-    With the transformer in a worker pool, ``poll`` is called while the workers run and may raise (Cancel),
-    and ``previews`` asks the first worker to send each step's estimate (``StepInfo.denoised``).
+    ``poll`` is called before every transformer block (or, with a worker pool, while the workers run) and may
+    raise (Cancel), so a cancel lands inside a step. ``previews`` asks the pool's first worker to send each step's
+    estimate (``StepInfo.denoised``).
     """
     families.check_match([
         ("the model", transformer, ("transformer",)),
@@ -172,7 +182,7 @@ def run_sample(
         transformer.model, transformer.loras, fam.lora_to_diffusers, transformer.compute_dtype
     ), acceleration.step_cache(
         transformer.model, cache, cache_threshold, transformer.family
-    ):
+    ), interrupt.checkpoints([transformer.model], poll):
         latents = fam.sample(transformer, cond, settings, device, on_step)
     latent = {
         "samples": (latents.float() / cond.latent_scale).cpu(),
@@ -217,10 +227,14 @@ def run_decode(
     offload_device: torch.device | None = None,
     free_memory: int | None = None,
     notes: list | None = None,
+    poll: Callable[[], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """A LATENT (unscaled [1, C, f, h, w]) -> IMAGE frames [F, H, W, 3] in 0..1.
 
-    ``tile_size`` 0 picks the tile from the memory plan; what was decided is appended to ``notes``.
+    ``tile_size`` 0 picks the tile from the memory plan; what was decided is appended to ``notes``. ``poll`` is
+    called before every VAE decoder block (of every tile) and may raise (Cancel); ``on_progress(done, total)``
+    counts those blocks.
     """
     if not isinstance(latent, dict) or "samples" not in latent:
         raise UserInputError("latent must be a LATENT from the HunyuanVideo I2V sampler.")
@@ -248,7 +262,11 @@ def run_decode(
         notes.extend(plan_notes)
     device = device or torch.device("cpu")
     with _oom_guard("decode"), acceleration.on_device([vae.model], device, offload_device or torch.device("cpu")):
-        video = vae.decode(latents.float(), tiling, tile_size)
+        with vae.tiling(tiling, tile_size):
+            per_call = len(interrupt.repeated_blocks([vae.model.decoder]))
+            total = per_call * interrupt.decoder_calls(vae.model, latents) if on_progress else 1
+        with interrupt.counted([vae.model.decoder], poll, on_progress, total):
+            video = vae.decode(latents.float(), tiling, tile_size)
     video = video[:, :, drop:] if drop else video
     frames = (video.float() / 2 + 0.5).clamp(0, 1)
     # ComfyUI's IMAGE is a batch of frames, channels last

@@ -42,9 +42,10 @@ class HunyuanI2VEncode:
     def encode(self, text_encoders, vae, image, prompt, negative_prompt, resolution, width, height, unique_id=None):
         device = comfy.torch_device()
         comfy.make_room_on_device(device, stages.encode_memory_request(text_encoders, vae, device))
+        comfy.check_interrupt()
         cond = stages.run_encode(
             text_encoders, vae, image, prompt, negative_prompt, resolution, width, height,
-            comfy.torch_device(), comfy.offload_device(),
+            device, comfy.offload_device(), poll=comfy.check_interrupt, on_progress=_progress_reporter(),
         )
         text = [f"{DISPLAY_NAMES[cond.family]}: {cond.width}x{cond.height}"] + cond.notes
         comfy.node_text_sender(unique_id)("\n".join(text))
@@ -112,6 +113,17 @@ class HunyuanI2VSample:
         return (result.latent,)
 
 
+def _progress_reporter():
+    """(done, total) -> ComfyUI's progress bar, made when the stage knows its total."""
+    bars = {}
+
+    def report(done: int, total: int) -> None:
+        bar = bars.get(total) or bars.setdefault(total, comfy.progress_bar(total))
+        bar.update_absolute(done, total)
+
+    return report
+
+
 def _settings_text(settings: SamplingSettings, notes: list[str]) -> str:
     used = (
         f"steps {settings.steps}, shift {settings.flow_shift:g}, cfg {settings.cfg_scale:g}, "
@@ -144,9 +156,10 @@ class HunyuanI2VDecode:
         device = comfy.torch_device()
         comfy.make_room_on_device(device, stages.decode_memory_request(vae, latent, tiling, tile_size, device))
         notes: list[str] = []
+        comfy.check_interrupt()
         frames = stages.run_decode(
             vae, latent, tiling, tile_size, device, comfy.offload_device(), free_memory=comfy.free_memory(device),
-            notes=notes,
+            notes=notes, poll=comfy.check_interrupt, on_progress=_progress_reporter(),
         )
         comfy.node_text_sender(unique_id)("\n".join(notes))
         return (frames, comfy.make_video(frames, fps))

@@ -96,7 +96,8 @@ def test_progress_reported_every_step(tiny_graph, monkeypatch):
     assert start.shape == (1, 32, 48, 3)
 
 
-def test_interrupt_stops_within_one_step(tiny_graph, monkeypatch):
+def test_interrupt_stops_inside_a_step(tiny_graph, monkeypatch):
+    """Cancel is checked before every transformer block, so it lands inside the step that is running."""
     model, vae, cond, _ = tiny_graph
     calls = []
 
@@ -105,18 +106,22 @@ def test_interrupt_stops_within_one_step(tiny_graph, monkeypatch):
 
     def check():
         calls.append(1)
-        if len(calls) > 3:
+        if len(calls) > 2:  # the check before sampling, the first block, then Cancel before the second block
             raise Interrupted()
 
     monkeypatch.setattr(comfy_bridge, "check_interrupt", check)
-    steps_run = []
-    hook = model.model.register_forward_hook(lambda *a: steps_run.append(1))
+    steps_run, blocks_run = [], []
+    hooks = [model.model.register_forward_hook(lambda *a: steps_run.append(1))]
+    hooks += [block.register_forward_hook(lambda *a: blocks_run.append(len(calls)))
+              for block in list(model.model.transformer_blocks) + list(model.model.single_transformer_blocks)]
     try:
         with pytest.raises(Interrupted):
             run_node("HunyuanI2VSample", **settings(model, cond, seed=7, steps=20, frames=9))
     finally:
-        hook.remove()
-    assert len(steps_run) == 3  # one check before sampling, then one per finished step
+        for hook in hooks:
+            hook.remove()
+    assert steps_run == []  # the first step never finished: the cancel landed between its blocks
+    assert blocks_run == [2]  # the first block ran; no block ran after the check that raised
     # The model went back to the offload device despite the interruption.
     assert next(model.model.parameters()).device.type == "cpu"
 
