@@ -14,6 +14,7 @@ models' values and can be set in a JSON ``config`` metadata entry.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +22,10 @@ import torch
 from accelerate import init_empty_weights
 
 from ..errors import ModelFileError
-from ..shared import files
+from ..shared import file_config, files
 from ..shared.tokenizers import check_vocabulary, load_tokenizer
+
+log = logging.getLogger(__name__)
 
 QWEN_DEFAULTS = {
     "head_dim": 128, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "mrope_section": [16, 24, 24],
@@ -152,13 +155,16 @@ def qwen_from_state(state: dict, overrides: dict, pad_token_id, source: str):
     text = {k.removeprefix("model."): v for k, v in state.items() if not k.startswith(("visual.", "lm_head."))}
     if "embed_tokens.weight" not in text:
         raise ModelFileError(f"{source} has no embed_tokens.weight; it is incomplete or not Qwen2.5-VL.")
-    values = {**QWEN_DEFAULTS, **overrides}
-    hidden = text["embed_tokens.weight"].shape[1]
-    head_dim = int(values.pop("head_dim"))
+    vocab, hidden = text["embed_tokens.weight"].shape
+    shapes = {"vocab_size": vocab, "hidden_size": hidden,
+              "intermediate_size": text["layers.0.mlp.gate_proj.weight"].shape[0],
+              "num_hidden_layers": files.block_count(text, "layers.")}
+    meta = _metadata(overrides, QWEN_NAMES, source, shapes)
+    values = {**QWEN_DEFAULTS, **meta}
+    head_dim = _head_dim(meta, QWEN_DEFAULTS["head_dim"], hidden, source)
     config = Qwen2_5_VLTextConfig(
-        vocab_size=text["embed_tokens.weight"].shape[0], hidden_size=hidden,
-        intermediate_size=text["layers.0.mlp.gate_proj.weight"].shape[0],
-        num_hidden_layers=files.block_count(text, "layers."), num_attention_heads=hidden // head_dim,
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=shapes["intermediate_size"],
+        num_hidden_layers=shapes["num_hidden_layers"], num_attention_heads=hidden // head_dim,
         num_key_value_heads=text["layers.0.self_attn.k_proj.weight"].shape[0] // head_dim,
         max_position_embeddings=values["max_position_embeddings"], rms_norm_eps=values["rms_norm_eps"],
         rope_parameters={"rope_type": "default", "rope_theta": values["rope_theta"],
@@ -186,17 +192,24 @@ def byt5_from_state(state: dict, overrides: dict, source: str):
     state.setdefault("encoder.embed_tokens.weight", state.get("shared.weight"))
     if state["shared.weight"] is None:
         raise ModelFileError(f"{source} has no token embedding (shared.weight); it is incomplete.")
-    values = {**BYT5_DEFAULTS, **overrides}
     vocab, d_model = state["shared.weight"].shape
-    d_kv = int(values.pop("d_kv"))
     attention = "encoder.block.0.layer.0.SelfAttention."
     gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in state
+    inner = state[attention + "q.weight"].shape[0]
+    shapes = {"vocab_size": vocab, "d_model": d_model, "num_layers": files.block_count(state, "encoder.block."),
+              "d_ff": state["encoder.block.0.layer.1.DenseReluDense." + ("wi_0" if gated else "wi") + ".weight"].shape[0],
+              "relative_attention_num_buckets": state[attention + "relative_attention_bias.weight"].shape[0]}
+    meta = _metadata(overrides, BYT5_NAMES, source, shapes)
+    values = {**BYT5_DEFAULTS, **meta}
+    values["d_kv"] = _head_dim({"num_attention_heads": meta.get("num_heads"), "head_dim": meta.get("d_kv")},
+                               BYT5_DEFAULTS["d_kv"], inner, source)
     config = T5Config(
-        vocab_size=vocab, d_model=d_model, d_kv=d_kv, num_heads=state[attention + "q.weight"].shape[0] // d_kv,
-        d_ff=state["encoder.block.0.layer.1.DenseReluDense." + ("wi_0" if gated else "wi") + ".weight"].shape[0],
-        num_layers=files.block_count(state, "encoder.block."), feed_forward_proj="gated-gelu" if gated else "relu",
-        relative_attention_num_buckets=state[attention + "relative_attention_bias.weight"].shape[0],
-        is_encoder_decoder=False, use_cache=False, dropout_rate=0.0, **values,
+        vocab_size=vocab, d_model=d_model, d_kv=values["d_kv"], num_heads=inner // values["d_kv"], d_ff=shapes["d_ff"],
+        num_layers=shapes["num_layers"], feed_forward_proj="gated-gelu" if gated else "relu",
+        relative_attention_num_buckets=shapes["relative_attention_num_buckets"],
+        is_encoder_decoder=False, use_cache=False, dropout_rate=0.0,
+        layer_norm_epsilon=values["layer_norm_epsilon"],
+        relative_attention_max_distance=values["relative_attention_max_distance"],
     )
     with init_empty_weights():
         model = T5EncoderModel(config)
@@ -214,22 +227,84 @@ def siglip_from_state(state: dict, overrides: dict, source: str):
     from transformers import SiglipVisionConfig, SiglipVisionModel
 
     vision = {k.removeprefix("vision_model."): v for k, v in state.items()}
-    values = {**SIGLIP_DEFAULTS, **overrides}
     hidden, _, patch, _ = vision["embeddings.patch_embedding.weight"].shape
     side = int(round(vision["embeddings.position_embedding.weight"].shape[0] ** 0.5))
-    head_dim = int(values.pop("head_dim"))
+    shapes = {"hidden_size": hidden, "patch_size": patch,
+              "intermediate_size": vision["encoder.layers.0.mlp.fc1.weight"].shape[0],
+              "num_hidden_layers": files.block_count(vision, "encoder.layers.")}
+    meta = _metadata(overrides, SIGLIP_NAMES, source, shapes)
+    values = {**SIGLIP_DEFAULTS, **meta}
+    head_dim = _head_dim(meta, SIGLIP_DEFAULTS["head_dim"], hidden, source)
     config = SiglipVisionConfig(
         hidden_size=hidden, patch_size=patch,
-        image_size=values.pop("image_size", SIGLIP_IMAGE_SIZES.get((patch, side), side * patch)),
-        intermediate_size=vision["encoder.layers.0.mlp.fc1.weight"].shape[0],
-        num_hidden_layers=files.block_count(vision, "encoder.layers."),
-        num_attention_heads=values.pop("num_attention_heads", hidden // head_dim),
-        vision_use_head=any(k.startswith("head.") for k in vision), **values,
+        image_size=values.get("image_size", SIGLIP_IMAGE_SIZES.get((patch, side), side * patch)),
+        intermediate_size=shapes["intermediate_size"], num_hidden_layers=shapes["num_hidden_layers"],
+        num_attention_heads=hidden // head_dim, vision_use_head=any(k.startswith("head.") for k in vision),
+        layer_norm_eps=values["layer_norm_eps"], hidden_act=values["hidden_act"],
     )
     with init_empty_weights():
         model = SiglipVisionModel(config)
     _fill(model, vision, source)
     return model, config.image_size
+
+
+# Each file's config metadata, in transformers' names (and the older nesting of rope settings); sizes come from the
+# shapes. Tencent ships these encoders with transformers' own config files, so there is no third dialect here.
+QWEN_NAMES = (
+    file_config.Name("vocab_size", derived=True), file_config.Name("hidden_size", derived=True),
+    file_config.Name("intermediate_size", derived=True), file_config.Name("num_hidden_layers", derived=True),
+    file_config.Name("num_attention_heads"), file_config.Name("head_dim"),
+    file_config.Name("num_key_value_heads", derived=True),
+    file_config.Name("rms_norm_eps", kind="float"), file_config.Name("rope_theta", kind="float"),
+    file_config.Name("mrope_section", kind="ints"), file_config.Name("max_position_embeddings"),
+)
+BYT5_NAMES = (
+    file_config.Name("vocab_size", derived=True), file_config.Name("d_model", ("hidden_size",), derived=True),
+    file_config.Name("num_layers", ("num_hidden_layers",), derived=True),
+    file_config.Name("d_ff", ("intermediate_size",), derived=True),
+    file_config.Name("relative_attention_num_buckets", derived=True),
+    file_config.Name("d_kv", ("head_dim",)), file_config.Name("num_heads", ("num_attention_heads",)),
+    file_config.Name("layer_norm_epsilon", ("layer_norm_eps",), "float"),
+    file_config.Name("relative_attention_max_distance"),
+)
+SIGLIP_NAMES = (
+    file_config.Name("hidden_size", derived=True), file_config.Name("patch_size", derived=True),
+    file_config.Name("intermediate_size", derived=True), file_config.Name("num_hidden_layers", derived=True),
+    file_config.Name("num_attention_heads"), file_config.Name("head_dim"), file_config.Name("image_size"),
+    file_config.Name("layer_norm_eps", kind="float"), file_config.Name("hidden_act", kind="str"),
+)
+
+
+def _metadata(raw: dict, names, source: str, shapes: dict) -> dict:
+    """The file's config metadata under transformers' names, checked against the shapes; ignored entries logged."""
+    raw = dict(raw)
+    nested = raw.pop("rope_parameters", None) or raw.pop("rope_scaling", None)
+    if isinstance(nested, dict):  # transformers 5 (and Qwen's rope_scaling) nest the rope settings
+        for key in ("rope_theta", "mrope_section"):
+            if key in nested:
+                raw.setdefault(key, nested[key])
+    values, notes = file_config.read(raw, names, source, shapes)
+    for note in notes:
+        log.warning(note)
+    return values
+
+
+def _head_dim(meta: dict, default: int, hidden: int, source: str) -> int:
+    """The head size: from the metadata's head count or head size (they must agree), else ``default``."""
+    heads, head_dim = meta.get("num_attention_heads"), meta.get("head_dim")
+    if heads is not None:
+        if hidden % heads:
+            raise ModelFileError(f"{source}: its config metadata gives {heads} attention heads, which do not divide "
+                                 f"its width {hidden}. Remove that entry.")
+        if head_dim is not None and head_dim * heads != hidden:
+            raise ModelFileError(f"{source}: its config metadata gives {heads} heads of size {head_dim}, but its "
+                                 f"width is {hidden}. Remove one of the entries.")
+        return hidden // heads
+    head_dim = head_dim or default
+    if hidden % head_dim:
+        raise ModelFileError(f"{source}: a head size of {head_dim} does not divide its width {hidden}; set "
+                             "'head_dim' (or 'num_attention_heads') in its config metadata.")
+    return head_dim
 
 
 def _fill(model: torch.nn.Module, state: dict, source: str) -> None:

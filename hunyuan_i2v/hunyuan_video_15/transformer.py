@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelFileError
-from ..shared import files
+from ..shared import file_config, files
 from ..shared.transformer import LoadedTransformer
 from . import defaults
 from .attention import use_key_mask_attention
@@ -122,8 +122,40 @@ def original_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
-def infer_config(shapes: dict[str, tuple], overrides: dict) -> dict:
-    """diffusers config from original-layout tensor shapes plus metadata overrides."""
+def _qk_norm(value):
+    """Tencent writes ``qk_norm: true`` with ``qk_norm_type: "rms"``; diffusers takes ``qk_norm="rms_norm"``."""
+    return {True: "rms_norm", "rms": "rms_norm", "layer": "layer_norm"}.get(value, value)
+
+
+# The file's config metadata, in the three dialects (diffusers' constructor, Tencent's config); the shapes give
+# the sizes, so those are only checked.
+METADATA_NAMES = (
+    file_config.Name("in_channels", ("in_dim",), derived=True),
+    file_config.Name("out_channels", ("out_dim",), derived=True),
+    file_config.Name("num_attention_heads", ("heads_num", "num_heads"), derived=True),
+    file_config.Name("attention_head_dim", ("head_dim",), derived=True),
+    file_config.Name("hidden_size", ("hidden_dim",), derived=True),
+    file_config.Name("num_layers", ("mm_double_blocks_depth", "depth"), derived=True),
+    file_config.Name("num_refiner_layers", derived=True),
+    file_config.Name("mlp_ratio", ("mlp_width_ratio",), "float", derived=True),
+    file_config.Name("patch_size", derived=True),
+    file_config.Name("patch_size_t", derived=True),
+    file_config.Name("text_embed_dim", ("text_states_dim",), derived=True),
+    file_config.Name("text_embed_2_dim", derived=True),
+    file_config.Name("image_embed_dim", derived=True),
+    file_config.Name("use_meanflow", kind="bool", derived=True),
+    file_config.Name("rope_theta", kind="float"),
+    file_config.Name("rope_axes_dim", ("rope_dim_list",), "ints"),
+    file_config.Name("qk_norm", ("qk_norm_type",), "str", convert=_qk_norm),
+    file_config.Name("task_type", kind="str"),
+    file_config.Name("target_size"),
+)
+
+
+def infer_config(shapes: dict[str, tuple], overrides: dict, source: str = "The transformer file",
+                 notes: list | None = None) -> dict:
+    """diffusers config from original-layout tensor shapes plus the file's config metadata (any dialect); notes on
+    metadata entries that were ignored go to ``notes``."""
     keys = list(shapes)
 
     def shape(key: str) -> tuple:
@@ -155,7 +187,15 @@ def infer_config(shapes: dict[str, tuple], overrides: dict) -> dict:
         "use_meanflow": any(k.startswith("time_r_in.") for k in keys),
         **REAL_MODEL_DEFAULTS,
     }
-    config.update({k: v for k, v in overrides.items() if not k.startswith("_") and k not in RELEASE_KEYS})
+    overrides = dict(overrides)
+    if isinstance(overrides.get("patch_size"), (list, tuple)) and len(overrides["patch_size"]) == 3:
+        # Tencent's [t, h, w]
+        overrides["patch_size_t"], overrides["patch_size"], _ = overrides["patch_size"]
+    from_shapes = {k: v for k, v in config.items() if k not in REAL_MODEL_DEFAULTS} | {"hidden_size": hidden}
+    values, ignored = file_config.read(overrides, METADATA_NAMES, source, from_shapes, ignore=RELEASE_KEYS)
+    if notes is not None:
+        notes.extend(ignored)
+    config.update(values)
     config["rope_axes_dim"] = tuple(config["rope_axes_dim"])
     if sum(config["rope_axes_dim"]) != config["attention_head_dim"]:
         raise ModelFileError(
@@ -235,8 +275,10 @@ def load_single_file(path: str | Path, dtype: torch.dtype, distillation: str | N
             f"{source} has an embedded-guidance input (guidance_in.*), which diffusers' HunyuanVideo-1.5 model does "
             "not have. Use the release without it (the *_cfg_distilled files of ComfyUI's repackaged set load)."
         )
-    config = infer_config({k: tuple(v.shape) for k, v in state.items()}, overrides)
+    read_notes = []
+    config = infer_config({k: tuple(v.shape) for k, v in state.items()}, overrides, source, read_notes)
     variant, resolution, notes = _release(overrides, distillation, source, config["use_meanflow"])
+    notes.extend(read_notes)
     notes.append(
         "Note: 1.5's image-to-video and text-to-video releases share every key, so the file cannot tell them apart. "
         "If the video ignores your image, this is a *_t2v_* file: use an hunyuanvideo1.5_*_i2v_* one."

@@ -8,6 +8,7 @@ mapped here with the architecture read from the shapes.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from pathlib import Path
@@ -15,12 +16,14 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelFileError
-from ..shared import files
+from ..shared import file_config, files
 from ..shared.vae import LoadedVAE, load_folder_model
 from . import defaults
 
 # Not readable from tensor shapes: the real VAE's values, overridable with a JSON
 # "config" entry in the file's safetensors metadata.
+log = logging.getLogger(__name__)
+
 REAL_VAE_DEFAULTS = {"scaling_factor": 1.03682, "downsample_match_channel": True, "upsample_match_channel": True}
 
 _RENAMES = [
@@ -58,8 +61,25 @@ def original_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
-def infer_config(shapes: dict[str, tuple], overrides: dict) -> dict:
-    """diffusers config from diffusers-named shapes (after ``original_to_diffusers``) plus overrides."""
+# The file's config metadata, in diffusers' and Tencent's names (``ffactor_*``); sizes come from the shapes.
+METADATA_NAMES = (
+    file_config.Name("in_channels", derived=True),
+    file_config.Name("out_channels", derived=True),
+    file_config.Name("latent_channels", ("z_channels",), derived=True),
+    file_config.Name("block_out_channels", kind="ints", derived=True),
+    file_config.Name("layers_per_block", ("num_res_blocks",), derived=True),
+    file_config.Name("spatial_compression_ratio", ("ffactor_spatial",)),
+    file_config.Name("temporal_compression_ratio", ("ffactor_temporal",)),
+    file_config.Name("downsample_match_channel", kind="bool"),
+    file_config.Name("upsample_match_channel", kind="bool"),
+    file_config.Name("scaling_factor", kind="float"),
+)
+
+
+def infer_config(shapes: dict[str, tuple], overrides: dict, source: str = "The VAE file",
+                 notes: list | None = None) -> dict:
+    """diffusers config from diffusers-named shapes (after ``original_to_diffusers``) plus the file's config
+    metadata (either dialect); ignored entries are noted in ``notes``."""
     keys = list(shapes)
     blocks = files.block_count(keys, "encoder.down_blocks.")
     if not blocks:
@@ -73,7 +93,11 @@ def infer_config(shapes: dict[str, tuple], overrides: dict) -> dict:
         "layers_per_block": files.block_count(keys, "encoder.down_blocks.0.resnets."),
         **REAL_VAE_DEFAULTS,
     }
-    config.update({k: v for k, v in overrides.items() if not k.startswith("_")})
+    from_shapes = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k not in REAL_VAE_DEFAULTS}
+    values, ignored = file_config.read(overrides, METADATA_NAMES, source, from_shapes)
+    if notes is not None:
+        notes.extend(ignored)
+    config.update(values)
     # Each downsampler halves height and width; the ones that also halve time pack 8 values per channel
     # instead of 4, which their conv's output width shows.
     spatial = temporal = 0
@@ -95,7 +119,11 @@ def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedVAE:
 
     path = Path(path)
     state = original_to_diffusers(files.load_state_dict(path, dtype))
-    config = infer_config({k: tuple(v.shape) for k, v in state.items()}, files.metadata_config(path))
+    notes = []
+    config = infer_config({k: tuple(v.shape) for k, v in state.items()}, files.metadata_config(path),
+                          f"'{path.name}'", notes)
+    for note in notes:
+        log.warning(note)
     model = files.build_with_weights(
         AutoencoderKLHunyuanVideo15, config, state, f"'{path.name}'", "HunyuanVideo-1.5 VAE"
     )
