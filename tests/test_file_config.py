@@ -151,3 +151,33 @@ def test_text_encoder_contradictions_are_a_sentence(models15_root, tmp_path, kin
     path = text_files(models15_root)[kind]
     with pytest.raises(ModelFileError, match=message):
         build(kind, rewrite(path, tmp_path / f"{kind}.safetensors", files.metadata_config(path) | metadata))
+
+
+# ---------------------------------------------------------------- the 13 B family reads through the same reader
+
+def test_13b_transformer_tencent_dialect_loads_and_contradictions_are_refused(models_root, tmp_path):
+    source = models_root / "diffusion_models" / "tiny_v2.safetensors"
+    reference = loading.load_model(source, "fp32")
+    config = reference.model.config
+    tencent = {"heads_num": config.num_attention_heads, "mm_double_blocks_depth": config.num_layers,
+               "mm_single_blocks_depth": config.num_single_layers, "rope_dim_list": list(config.rope_axes_dim),
+               "guidance_embed": True, "qk_norm_type": "rms", "mlp_width_ratio": config.mlp_ratio, "attn_mode": "x"}
+    loaded = loading.load_model(rewrite(source, tmp_path / "a.safetensors", tencent), "fp32")
+    assert dict(loaded.model.config) == dict(reference.model.config)
+    assert any("ignored: attn_mode" in note for note in loaded.notes)
+    wrong = {"rope_axes_dim": list(config.rope_axes_dim), "guidance_embed": False}
+    with pytest.raises(ModelFileError, match="'guidance_embed' = False, but its tensors"):
+        loading.load_model(rewrite(source, tmp_path / "b.safetensors", wrong), "fp32")
+
+
+def test_13b_vae_ffactor_and_zero(models_root, tmp_path):
+    source = models_root / "vae" / "tiny_vae.safetensors"
+    reference = loading.load_vae(source, "fp32")
+    from hyv_pack.hunyuan_i2v.shared import files
+
+    base = files.metadata_config(source)
+    vae = loading.load_vae(rewrite(source, tmp_path / "a.safetensors",
+                                   base | {"ffactor_spatial": reference.spatial_ratio, "ffactor_temporal": 4}), "fp32")
+    assert vae.spatial_ratio == reference.spatial_ratio
+    with pytest.raises(ModelFileError, match="'norm_num_groups' to 0"):
+        loading.load_vae(rewrite(source, tmp_path / "b.safetensors", base | {"norm_num_groups": 0}), "fp32")

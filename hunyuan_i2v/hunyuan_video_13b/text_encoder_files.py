@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from accelerate import init_empty_weights
 
-from ..shared import files
+from ..shared import file_config, files
 from ..errors import ModelFileError
 from ..shared.tokenizers import check_vocabulary, load_tokenizer
 from .text_encoders import TextEncoders
@@ -49,63 +49,72 @@ def _strip(state: dict, prefixes: tuple[str, ...]) -> dict:
     return out
 
 
-def _heads(hidden: int, overrides: dict, defaults: dict) -> int:
-    if "num_attention_heads" in overrides:
-        return int(overrides["num_attention_heads"])
-    return hidden // int(overrides.get("head_dim", defaults["head_dim"]))
+# Each file's config metadata in transformers' names; sizes come from the shapes and are only checked.
+def _sizes(*names: str) -> tuple:
+    return tuple(file_config.Name(n, derived=True) for n in names)
 
 
-def _llama_config(text: dict, overrides: dict, pad_id: int, bos_id, eos_id):
+_ATTENTION = (file_config.Name("num_attention_heads"), file_config.Name("head_dim"),
+              file_config.Name("hidden_act", kind="str"))
+LLAMA_NAMES = _sizes("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_key_value_heads") + (
+    file_config.Name("num_attention_heads"), file_config.Name("head_dim"),
+    file_config.Name("rms_norm_eps", kind="float"), file_config.Name("rope_theta", kind="float"),
+    file_config.Name("max_position_embeddings"),
+)
+VISION_NAMES = _sizes("hidden_size", "patch_size", "image_size", "intermediate_size", "num_hidden_layers") + _ATTENTION + (
+    file_config.Name("layer_norm_eps", kind="float"),
+)
+CLIP_TEXT_NAMES = _sizes("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                         "max_position_embeddings") + _ATTENTION + (file_config.Name("layer_norm_eps", kind="float"),)
+
+
+def _llama_config(text: dict, overrides: dict, pad_id: int, bos_id, eos_id, source: str = "The language model"):
     from transformers import LlamaConfig
 
-    hidden = text["embed_tokens.weight"].shape[1]
-    head_dim = int(overrides.get("head_dim", LLAMA_DEFAULTS["head_dim"]))
-    values = {
-        **LLAMA_DEFAULTS,
-        "vocab_size": text["embed_tokens.weight"].shape[0],
-        "hidden_size": hidden,
-        "intermediate_size": text["layers.0.mlp.gate_proj.weight"].shape[0],
-        "num_hidden_layers": files.block_count(text, "layers."),
-        "num_attention_heads": hidden // head_dim,
-        "num_key_value_heads": text["layers.0.self_attn.k_proj.weight"].shape[0] // head_dim,
-        "pad_token_id": pad_id, "bos_token_id": bos_id, "eos_token_id": eos_id,
-    }
-    values.update(overrides)
+    vocab, hidden = text["embed_tokens.weight"].shape
+    shapes = {"vocab_size": vocab, "hidden_size": hidden,
+              "intermediate_size": text["layers.0.mlp.gate_proj.weight"].shape[0],
+              "num_hidden_layers": files.block_count(text, "layers.")}
+    meta = file_config.read_logged(overrides, LLAMA_NAMES, source, shapes)
+    head_dim = file_config.head_dim(meta, LLAMA_DEFAULTS["head_dim"], hidden, source)
+    values = {**LLAMA_DEFAULTS, **meta, **shapes, "head_dim": head_dim, "num_attention_heads": hidden // head_dim,
+              "num_key_value_heads": text["layers.0.self_attn.k_proj.weight"].shape[0] // head_dim,
+              "pad_token_id": pad_id, "bos_token_id": bos_id, "eos_token_id": eos_id}
     return LlamaConfig(**values)
 
 
-def _vision_config(vision: dict, overrides: dict):
+def _vision_config(vision: dict, overrides: dict, source: str = "The vision file"):
     from transformers import CLIPVisionConfig
 
     hidden, _, patch, _ = vision["embeddings.patch_embedding.weight"].shape
     positions = vision["embeddings.position_embedding.weight"].shape[0]
-    values = {
-        "hidden_act": VISION_DEFAULTS["hidden_act"], "layer_norm_eps": VISION_DEFAULTS["layer_norm_eps"],
-        "hidden_size": hidden, "patch_size": patch, "image_size": int(round((positions - 1) ** 0.5)) * patch,
-        "intermediate_size": vision["encoder.layers.0.mlp.fc1.weight"].shape[0],
-        "num_hidden_layers": files.block_count(vision, "encoder.layers."),
-        "num_attention_heads": _heads(hidden, overrides, VISION_DEFAULTS),
-    }
-    values.update({k: v for k, v in overrides.items() if k != "head_dim"})
+    shapes = {"hidden_size": hidden, "patch_size": patch, "image_size": int(round((positions - 1) ** 0.5)) * patch,
+              "intermediate_size": vision["encoder.layers.0.mlp.fc1.weight"].shape[0],
+              "num_hidden_layers": files.block_count(vision, "encoder.layers.")}
+    meta = file_config.read_logged(overrides, VISION_NAMES, source, shapes)
+    head_dim = file_config.head_dim(meta, VISION_DEFAULTS["head_dim"], hidden, source)
+    values = {"hidden_act": VISION_DEFAULTS["hidden_act"], "layer_norm_eps": VISION_DEFAULTS["layer_norm_eps"],
+              **{k: v for k, v in meta.items() if k != "head_dim"}, **shapes, "num_attention_heads": hidden // head_dim}
     return CLIPVisionConfig(**values)
 
 
-def _clip_text_config(clip: dict, overrides: dict, tokenizer):
+def _clip_text_config(clip: dict, overrides: dict, tokenizer, source: str = "The CLIP file"):
     from transformers import CLIPTextConfig
 
     hidden = clip["embeddings.token_embedding.weight"].shape[1]
+    shapes = {"vocab_size": clip["embeddings.token_embedding.weight"].shape[0], "hidden_size": hidden,
+              "intermediate_size": clip["encoder.layers.0.mlp.fc1.weight"].shape[0],
+              "num_hidden_layers": files.block_count(clip, "encoder.layers."),
+              "max_position_embeddings": clip["embeddings.position_embedding.weight"].shape[0]}
+    meta = file_config.read_logged(overrides, CLIP_TEXT_NAMES, source, shapes)
+    head_dim = file_config.head_dim(meta, CLIP_TEXT_DEFAULTS["head_dim"], hidden, source)
     values = {
         "hidden_act": CLIP_TEXT_DEFAULTS["hidden_act"], "layer_norm_eps": CLIP_TEXT_DEFAULTS["layer_norm_eps"],
-        "vocab_size": clip["embeddings.token_embedding.weight"].shape[0], "hidden_size": hidden,
-        "intermediate_size": clip["encoder.layers.0.mlp.fc1.weight"].shape[0],
-        "num_hidden_layers": files.block_count(clip, "encoder.layers."),
-        "num_attention_heads": _heads(hidden, overrides, CLIP_TEXT_DEFAULTS),
-        "max_position_embeddings": clip["embeddings.position_embedding.weight"].shape[0],
+        **{k: v for k, v in meta.items() if k != "head_dim"}, **shapes, "num_attention_heads": hidden // head_dim,
         # pooling reads the hidden state at the end-of-text token: take its id from the tokenizer
         "eos_token_id": tokenizer.eos_token_id, "bos_token_id": tokenizer.bos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
     }
-    values.update({k: v for k, v in overrides.items() if k != "head_dim"})
     return CLIPTextConfig(**values)
 
 
@@ -170,8 +179,9 @@ def load_single_files(
 
     check_vocabulary(tokenizer, text["embed_tokens.weight"].shape[0], "Llama-3", f"'{mllm_path.name}'")
     check_vocabulary(clip_tokenizer, clip_state["embeddings.token_embedding.weight"].shape[0], "CLIP", f"'{clip_path.name}'")
-    vision_config = _vision_config(vision, vision_overrides)
-    text_config = _llama_config(text, text_overrides, tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
+    vision_config = _vision_config(vision, vision_overrides, f"'{vision_path.name}'")
+    text_config = _llama_config(text, text_overrides, tokenizer.pad_token_id, tokenizer.bos_token_id,
+                                tokenizer.eos_token_id, f"'{mllm_path.name}'")
     config = LlavaConfig(
         vision_config=vision_config.to_dict(), text_config=text_config.to_dict(), image_token_index=image_id,
         pad_token_id=tokenizer.pad_token_id, vision_feature_layer=-2, vision_feature_select_strategy="default",
@@ -181,7 +191,7 @@ def load_single_files(
     config.vision_config.model_type = "clip_vision_model"
     with init_empty_weights():  # parameters on meta, buffers real: load_state_dict(assign=True) fills them
         mllm = LlavaForConditionalGeneration(config)
-        clip = CLIPTextModel(_clip_text_config(clip_state, clip_overrides, clip_tokenizer))
+        clip = CLIPTextModel(_clip_text_config(clip_state, clip_overrides, clip_tokenizer, f"'{clip_path.name}'"))
     _fill(mllm, {"text": text, "vision": vision, "projector": projector, "lm_head": {}}, f"'{mllm_path.name}' + '{vision_path.name}'")
     _fill(clip, {"clip": clip_state}, f"'{clip_path.name}'", lambda key: ("clip", key.removeprefix("text_model.")))
     size = vision_config.image_size

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..shared import files
+from ..shared import file_config, files
 from ..errors import ModelFileError
 from ..shared.transformer import LoadedTransformer
 
@@ -49,8 +49,38 @@ class HunyuanVideoTransformer(LoadedTransformer):
         ]
 
 
-def infer_config(keys_shapes: dict[str, tuple], overrides: dict) -> dict:
-    """Transformer config from original-layout tensor shapes plus metadata overrides."""
+def _qk_norm(value):
+    """Tencent writes ``qk_norm: true`` with ``qk_norm_type: "rms"``; diffusers takes ``qk_norm="rms_norm"``."""
+    return {True: "rms_norm", "rms": "rms_norm", "layer": "layer_norm"}.get(value, value)
+
+
+# The file's config metadata, in diffusers' constructor names or Tencent's config names; sizes are only checked.
+METADATA_NAMES = (
+    file_config.Name("in_channels", derived=True),
+    file_config.Name("out_channels", derived=True),
+    file_config.Name("num_attention_heads", ("heads_num", "num_heads"), derived=True),
+    file_config.Name("attention_head_dim", ("head_dim",), derived=True),
+    file_config.Name("hidden_size", derived=True),
+    file_config.Name("num_layers", ("mm_double_blocks_depth",), derived=True),
+    file_config.Name("num_single_layers", ("mm_single_blocks_depth",), derived=True),
+    file_config.Name("num_refiner_layers", derived=True),
+    file_config.Name("mlp_ratio", ("mlp_width_ratio",), "float", derived=True),
+    file_config.Name("patch_size", derived=True),
+    file_config.Name("patch_size_t", derived=True),
+    file_config.Name("guidance_embeds", ("guidance_embed",), "bool", derived=True),
+    file_config.Name("text_embed_dim", ("text_states_dim",), derived=True),
+    file_config.Name("pooled_projection_dim", ("text_states_dim_2",), derived=True),
+    file_config.Name("rope_theta", kind="float"),
+    file_config.Name("rope_axes_dim", ("rope_dim_list",), "ints"),
+    file_config.Name("qk_norm", ("qk_norm_type",), "str", convert=_qk_norm),
+    file_config.Name("image_condition_type", kind="str"),
+)
+
+
+def infer_config(keys_shapes: dict[str, tuple], overrides: dict, source: str = "The transformer file",
+                 notes: list | None = None) -> dict:
+    """Transformer config from original-layout tensor shapes plus the file's config metadata (either dialect);
+    ignored entries are noted in ``notes``."""
     keys = list(keys_shapes)
 
     def shape(key: str) -> tuple:
@@ -77,7 +107,14 @@ def infer_config(keys_shapes: dict[str, tuple], overrides: dict) -> dict:
         "pooled_projection_dim": shape("vector_in.in_layer.weight")[1],
         **REAL_MODEL_DEFAULTS,
     }
-    config.update({k: v for k, v in overrides.items() if not k.startswith("_")})
+    overrides = dict(overrides)
+    if isinstance(overrides.get("patch_size"), (list, tuple)) and len(overrides["patch_size"]) == 3:
+        overrides["patch_size_t"], overrides["patch_size"], _ = overrides["patch_size"]  # Tencent's [t, h, w]
+    from_shapes = {k: v for k, v in config.items() if k not in REAL_MODEL_DEFAULTS} | {"hidden_size": hidden}
+    values, ignored = file_config.read(overrides, METADATA_NAMES, source, from_shapes)
+    if notes is not None:
+        notes.extend(ignored)
+    config.update(values)
     config["rope_axes_dim"] = tuple(config["rope_axes_dim"])
     if sum(config["rope_axes_dim"]) != config["attention_head_dim"]:
         raise ModelFileError(
@@ -147,8 +184,10 @@ def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedTransformer:
     source = f"'{path.name}'"
     if role == "hunyuan_transformer":
         shapes = {k: tuple(v.shape) for k, v in state.items()}
-        config = infer_config(shapes, overrides)
+        read_notes = []
+        config = infer_config(shapes, overrides, source, read_notes)
         variant, notes = variant_from_config(config, source)
+        notes = notes + read_notes
         state = original_to_diffusers(state)
     else:
         raise ModelFileError(

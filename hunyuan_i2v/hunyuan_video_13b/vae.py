@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
-from ..shared import files
+from ..shared import file_config, files
 from ..errors import ModelFileError
 from ..shared.vae import LoadedVAE, load_folder_model
 
@@ -19,6 +20,23 @@ REAL_VAE_DEFAULTS = {
     "act_fn": "silu",
 }
 
+
+# The file's config metadata in diffusers' or Tencent's names (``ffactor_*``); sizes are only checked.
+METADATA_NAMES = (
+    file_config.Name("in_channels", derived=True),
+    file_config.Name("out_channels", derived=True),
+    file_config.Name("latent_channels", derived=True),
+    file_config.Name("block_out_channels", kind="ints", derived=True),
+    file_config.Name("layers_per_block", derived=True),
+    file_config.Name("spatial_compression_ratio", ("ffactor_spatial",), derived=True),
+    file_config.Name("temporal_compression_ratio", ("ffactor_temporal",)),
+    file_config.Name("mid_block_add_attention", kind="bool", derived=True),
+    file_config.Name("norm_num_groups"),
+    file_config.Name("scaling_factor", kind="float"),
+    file_config.Name("act_fn", kind="str"),
+)
+
+log = logging.getLogger(__name__)
 
 FAMILY = "hunyuan_video_13b"
 
@@ -35,7 +53,7 @@ class HunyuanVideoVAE(LoadedVAE):
         }
 
 
-def infer_config(keys_shapes: dict[str, tuple], overrides: dict) -> dict:
+def infer_config(keys_shapes: dict[str, tuple], overrides: dict, source: str = "The VAE file") -> dict:
     keys = list(keys_shapes)
     blocks = files.block_count(keys, "encoder.down_blocks.")
     channels = [keys_shapes[f"encoder.down_blocks.{i}.resnets.0.conv2.conv.weight"][0] for i in range(blocks)]
@@ -52,7 +70,12 @@ def infer_config(keys_shapes: dict[str, tuple], overrides: dict) -> dict:
         "mid_block_add_attention": any(k.startswith("encoder.mid_block.attentions.") for k in keys),
         **REAL_VAE_DEFAULTS,
     }
-    config.update({k: v for k, v in overrides.items() if not k.startswith("_")})
+    from_shapes = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
+                   if k not in REAL_VAE_DEFAULTS and not k.endswith("_block_types")}
+    values, ignored = file_config.read(overrides, METADATA_NAMES, source, from_shapes)
+    for note in ignored:
+        log.warning(note)
+    config.update(values)
     bad = [c for c in channels if c % config["norm_num_groups"]]
     if bad:
         raise ModelFileError(
@@ -71,7 +94,7 @@ def load_single_file(path: str | Path, dtype: torch.dtype) -> LoadedVAE:
     if role != "hunyuan_vae":
         raise files.wrong_role_error(path, role, "the HunyuanVideo VAE (hunyuan_video_vae_bf16.safetensors)", "vae")
     state = files.load_state_dict(path, dtype)
-    config = infer_config({k: tuple(v.shape) for k, v in state.items()}, files.metadata_config(path))
+    config = infer_config({k: tuple(v.shape) for k, v in state.items()}, files.metadata_config(path), f"'{path.name}'")
     model = files.build_with_weights(AutoencoderKLHunyuanVideo, config, state, f"'{path.name}'", "HunyuanVideo VAE")
     return HunyuanVideoVAE(model, f"'{path.name}'", FAMILY)
 

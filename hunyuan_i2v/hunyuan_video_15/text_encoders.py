@@ -14,7 +14,6 @@ models' values and can be set in a JSON ``config`` metadata entry.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +23,6 @@ from accelerate import init_empty_weights
 from ..errors import ModelFileError
 from ..shared import file_config, files
 from ..shared.tokenizers import check_vocabulary, load_tokenizer
-
-log = logging.getLogger(__name__)
 
 QWEN_DEFAULTS = {
     "head_dim": 128, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "mrope_section": [16, 24, 24],
@@ -159,9 +156,9 @@ def qwen_from_state(state: dict, overrides: dict, pad_token_id, source: str):
     shapes = {"vocab_size": vocab, "hidden_size": hidden,
               "intermediate_size": text["layers.0.mlp.gate_proj.weight"].shape[0],
               "num_hidden_layers": files.block_count(text, "layers.")}
-    meta = _metadata(overrides, QWEN_NAMES, source, shapes)
+    meta = file_config.read_logged(overrides, QWEN_NAMES, source, shapes)
     values = {**QWEN_DEFAULTS, **meta}
-    head_dim = _head_dim(meta, QWEN_DEFAULTS["head_dim"], hidden, source)
+    head_dim = file_config.head_dim(meta, QWEN_DEFAULTS["head_dim"], hidden, source)
     config = Qwen2_5_VLTextConfig(
         vocab_size=vocab, hidden_size=hidden, intermediate_size=shapes["intermediate_size"],
         num_hidden_layers=shapes["num_hidden_layers"], num_attention_heads=hidden // head_dim,
@@ -199,9 +196,9 @@ def byt5_from_state(state: dict, overrides: dict, source: str):
     shapes = {"vocab_size": vocab, "d_model": d_model, "num_layers": files.block_count(state, "encoder.block."),
               "d_ff": state["encoder.block.0.layer.1.DenseReluDense." + ("wi_0" if gated else "wi") + ".weight"].shape[0],
               "relative_attention_num_buckets": state[attention + "relative_attention_bias.weight"].shape[0]}
-    meta = _metadata(overrides, BYT5_NAMES, source, shapes)
+    meta = file_config.read_logged(overrides, BYT5_NAMES, source, shapes)
     values = {**BYT5_DEFAULTS, **meta}
-    values["d_kv"] = _head_dim({"num_attention_heads": meta.get("num_heads"), "head_dim": meta.get("d_kv")},
+    values["d_kv"] = file_config.head_dim({"num_attention_heads": meta.get("num_heads"), "head_dim": meta.get("d_kv")},
                                BYT5_DEFAULTS["d_kv"], inner, source)
     config = T5Config(
         vocab_size=vocab, d_model=d_model, d_kv=values["d_kv"], num_heads=inner // values["d_kv"], d_ff=shapes["d_ff"],
@@ -232,9 +229,9 @@ def siglip_from_state(state: dict, overrides: dict, source: str):
     shapes = {"hidden_size": hidden, "patch_size": patch,
               "intermediate_size": vision["encoder.layers.0.mlp.fc1.weight"].shape[0],
               "num_hidden_layers": files.block_count(vision, "encoder.layers.")}
-    meta = _metadata(overrides, SIGLIP_NAMES, source, shapes)
+    meta = file_config.read_logged(overrides, SIGLIP_NAMES, source, shapes)
     values = {**SIGLIP_DEFAULTS, **meta}
-    head_dim = _head_dim(meta, SIGLIP_DEFAULTS["head_dim"], hidden, source)
+    head_dim = file_config.head_dim(meta, SIGLIP_DEFAULTS["head_dim"], hidden, source)
     config = SiglipVisionConfig(
         hidden_size=hidden, patch_size=patch,
         image_size=values.get("image_size", SIGLIP_IMAGE_SIZES.get((patch, side), side * patch)),
@@ -273,38 +270,6 @@ SIGLIP_NAMES = (
     file_config.Name("num_attention_heads"), file_config.Name("head_dim"), file_config.Name("image_size"),
     file_config.Name("layer_norm_eps", kind="float"), file_config.Name("hidden_act", kind="str"),
 )
-
-
-def _metadata(raw: dict, names, source: str, shapes: dict) -> dict:
-    """The file's config metadata under transformers' names, checked against the shapes; ignored entries logged."""
-    raw = dict(raw)
-    nested = raw.pop("rope_parameters", None) or raw.pop("rope_scaling", None)
-    if isinstance(nested, dict):  # transformers 5 (and Qwen's rope_scaling) nest the rope settings
-        for key in ("rope_theta", "mrope_section"):
-            if key in nested:
-                raw.setdefault(key, nested[key])
-    values, notes = file_config.read(raw, names, source, shapes)
-    for note in notes:
-        log.warning(note)
-    return values
-
-
-def _head_dim(meta: dict, default: int, hidden: int, source: str) -> int:
-    """The head size: from the metadata's head count or head size (they must agree), else ``default``."""
-    heads, head_dim = meta.get("num_attention_heads"), meta.get("head_dim")
-    if heads is not None:
-        if hidden % heads:
-            raise ModelFileError(f"{source}: its config metadata gives {heads} attention heads, which do not divide "
-                                 f"its width {hidden}. Remove that entry.")
-        if head_dim is not None and head_dim * heads != hidden:
-            raise ModelFileError(f"{source}: its config metadata gives {heads} heads of size {head_dim}, but its "
-                                 f"width is {hidden}. Remove one of the entries.")
-        return hidden // heads
-    head_dim = head_dim or default
-    if hidden % head_dim:
-        raise ModelFileError(f"{source}: a head size of {head_dim} does not divide its width {hidden}; set "
-                             "'head_dim' (or 'num_attention_heads') in its config metadata.")
-    return head_dim
 
 
 def _fill(model: torch.nn.Module, state: dict, source: str) -> None:

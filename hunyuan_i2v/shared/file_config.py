@@ -14,7 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import logging
+
 from ..errors import ModelFileError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,3 +101,35 @@ def read(raw: dict, table: tuple[Name, ...], source: str, from_shapes: dict | No
              ] if unknown else []
     return values, notes
 
+
+def read_logged(raw: dict, names, source: str, shapes: dict) -> dict:
+    """``read`` for the text encoders, whose loaders have no info to show: ignored entries are logged. transformers 5
+    (and Qwen's rope_scaling) nest the rope settings, which are taken out first."""
+    raw = dict(raw)
+    nested = raw.pop("rope_parameters", None) or raw.pop("rope_scaling", None)
+    if isinstance(nested, dict):  # transformers 5 (and Qwen's rope_scaling) nest the rope settings
+        for key in ("rope_theta", "mrope_section"):
+            if key in nested:
+                raw.setdefault(key, nested[key])
+    values, notes = read(raw, names, source, shapes)
+    for note in notes:
+        log.warning(note)
+    return values
+
+
+def head_dim(meta: dict, default: int, hidden: int, source: str) -> int:
+    """The head size: from the metadata's head count or head size (they must agree), else ``default``."""
+    heads, head_dim = meta.get("num_attention_heads"), meta.get("head_dim")
+    if heads is not None:
+        if hidden % heads:
+            raise ModelFileError(f"{source}: its config metadata gives {heads} attention heads, which do not divide "
+                                 f"its width {hidden}. Remove that entry.")
+        if head_dim is not None and head_dim * heads != hidden:
+            raise ModelFileError(f"{source}: its config metadata gives {heads} heads of size {head_dim}, but its "
+                                 f"width is {hidden}. Remove one of the entries.")
+        return hidden // heads
+    head_dim = head_dim or default
+    if hidden % head_dim:
+        raise ModelFileError(f"{source}: a head size of {head_dim} does not divide its width {hidden}; set "
+                             "'head_dim' (or 'num_attention_heads') in its config metadata.")
+    return head_dim
