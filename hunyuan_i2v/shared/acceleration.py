@@ -176,9 +176,28 @@ def compile_blocks(model: torch.nn.Module) -> int:
     return count
 
 
+def pin_in_place(model: torch.nn.Module) -> None:
+    """Move every weight into page-locked (pinned) host memory, one tensor at a time, freeing each original.
+
+    diffusers' group offloading with streams makes a pinned copy of every weight while the originals still exist:
+    twice the model in host RAM (about 50 GB for the 13 B model in bf16) on exactly the small-GPU machines block
+    offload is for. A tensor that is already pinned is not copied again (``Tensor.pin_memory`` returns it), so
+    pinning here first keeps the peak at the weights plus one tensor. No library does this step.
+    """
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if param.device.type == "cpu" and not param.data.is_pinned():
+                param.data = param.data.pin_memory()
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer is not None and buffer.device.type == "cpu" and not buffer.is_pinned():
+                module._buffers[name] = buffer.pin_memory()
+
+
 def enable_block_offload(model: torch.nn.Module, device: torch.device, offload_device: torch.device) -> None:
     if device.type == "cpu":
         return  # nothing to stream to
+    if device.type == "cuda" and offload_device.type == "cpu":
+        pin_in_place(model)
     model.enable_group_offload(
         onload_device=device, offload_device=offload_device, offload_type="block_level",
         num_blocks_per_group=1, use_stream=device.type == "cuda",
