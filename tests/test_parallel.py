@@ -404,3 +404,122 @@ def test_cancel_while_the_workers_load_stops_them_at_once(models15_root):
         pool_module.subprocess.Popen = real_popen
     assert len(started) == 2 and all(p.poll() is not None for p in started)
     assert time.monotonic() - begin < 30
+
+
+# ---------------------------------------------------------------- one worker failing, a killed parent, Cancel
+
+def test_one_worker_failing_mid_sampling_ends_the_run_within_10_s_then_the_pool_works(graph15_parts, models15_root,
+                                                                                      monkeypatch):
+    """Worker 1 raises at step 1 while worker 0 waits for it in a collective: the run ends with worker 1's
+    error, every worker is stopped, and the next run starts them again."""
+    from hyv_pack.hunyuan_i2v import stages
+    from hyv_pack.hunyuan_i2v.parallel import worker
+    from hyv_pack.hunyuan_i2v.shared.sampling import SamplingSettings
+
+    monkeypatch.setenv("HUNYUAN_I2V_MODELS", str(models15_root))
+    monkeypatch.setenv(worker.FAIL_ENV, "1:1")
+    model, _ = run_node("HunyuanI2VLoadTransformer", **transformer_inputs("tiny15_comfy.safetensors", gpus=2))
+    monkeypatch.delenv(worker.FAIL_ENV)  # workers started from here on run normally
+    try:
+        processes = list(model.pool.processes)
+        reached = []
+        with pytest.raises(RuntimeError, match="GPU worker 1 .*injected failure on worker 1 at step 1") as error:
+            stages.run_sample(model, graph15_parts["cond"], SamplingSettings(seed=1, steps=500, num_frames=5),
+                              on_step=lambda info: reached.append(time.monotonic()))
+        ended = time.monotonic()
+        assert reached and ended - reached[0] < 10, ended - reached[0]
+        assert "start again on the next run" in str(error.value)
+        assert all(p.poll() is not None for p in processes)  # none left waiting in a collective
+        again = stages.run_sample(model, graph15_parts["cond"], SamplingSettings(seed=1, steps=2, num_frames=5))
+        assert model.pool.running and again.latent["samples"].shape[2] == 2
+    finally:
+        model.pool.stop()
+
+
+def test_cancel_lands_inside_a_step_in_the_pool(graph15_parts, pooled15):
+    """The workers agree on a cancel before every transformer block, not once per step."""
+    from hyv_pack.hunyuan_i2v import stages
+    from hyv_pack.hunyuan_i2v.shared.sampling import SamplingSettings
+
+    model, _ = pooled15
+
+    class Cancel(Exception):
+        pass
+
+    flag = {}
+
+    def poll():
+        if flag:
+            raise Cancel()
+
+    def on_step(info):
+        if info.index == 2:
+            flag["at"] = time.monotonic()
+
+    with pytest.raises(Cancel):
+        stages.run_sample(model, graph15_parts["cond"], SamplingSettings(seed=1, steps=500, num_frames=5),
+                          on_step=on_step, poll=poll)
+    assert time.monotonic() - flag["at"] < 1.5
+    assert model.pool.running  # the workers left together and wait for the next job
+
+
+PARENT_SCRIPT = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+import conftest
+from conftest import test_image
+from hyv_pack.hunyuan_i2v import loading, stages
+from hyv_pack.hunyuan_i2v.parallel import worker
+from hyv_pack.hunyuan_i2v.shared.sampling import SamplingSettings
+folder = {folder!r}
+encoders = loading.load_text_encoders(loading.TextEncoderSources(folder=loading.Path(folder)), "fp32", device="cpu")
+cond = stages.run_encode(encoders, loading.load_vae(folder, "fp32"), test_image(48, 64)[0], "a", "", width=64, height=48)
+os.environ[worker.FAIL_ENV] = "1:1:hang"  # worker 1 hangs at step 1: worker 0 then waits for it in a collective
+model = loading.load_model_on_gpus(2, folder, "fp32", device_type="cpu")
+print("pids", *[p.pid for p in model.pool.processes], flush=True)
+print("env", open(f"/proc/{{model.pool.processes[0].pid}}/environ").read().replace("\\0", " "), flush=True)
+
+def step(info):
+    if info.index == 1:
+        print("stuck", flush=True)
+        time.sleep(600)  # killed here, while worker 0 waits in the collective
+
+stages.run_sample(model, cond, SamplingSettings(seed=1, steps=50, num_frames=5), on_step=step)
+"""
+
+
+def test_workers_die_with_their_parent_and_meet_through_a_file(models15_root, tmp_path):
+    """ComfyUI killed while one worker is busy and the other waits for it in a collective: none is left holding a GPU.
+    Their rendezvous is a file, and their collectives use the loopback interface."""
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT_SCRIPT.format(tests=str(Path(__file__).parent),
+                                           folder=str(models15_root / "diffusers" / "tiny15")))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    pids, env = [], ""
+    try:
+        for line in parent.stdout:
+            if line.startswith("pids"):
+                pids = [int(p) for p in line.split()[1:]]
+            if line.startswith("env"):
+                env = line
+            if line.startswith("stuck"):
+                break
+        assert len(pids) == 2
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() and
+                                                   "zombie" not in Path(f"/proc/{pid}/status").read_text()
+                                                   for pid in pids):
+            time.sleep(0.1)
+        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()
+                 and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
+        assert not alive
+    finally:
+        parent.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+    assert "HUNYUAN_I2V_STORE=" in env and "GLOO_SOCKET_IFNAME=lo" in env

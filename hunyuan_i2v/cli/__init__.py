@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     first = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process shows progress
     progress = Progress(bars=not args.quiet, speak=first)
     args.ranks = None
+    succeeded = False
     try:
         given = options.given_options(parser, args.command, argv)
         checks.check_combinations(args, given)
@@ -56,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         if ranks.launched_by_torchrun():
             args.ranks = ranks.join(checks.parse_device(args.device).type)
             progress.say(f"{args.ranks.world} processes share each video (sequence parallel).")
-        if args.command == "generate":
-            return generate(args, progress)
-        return batch.run(args, progress)
+        code = generate(args, progress) if args.command == "generate" else batch.run(args, progress)
+        succeeded = code == 0
+        return code
     except UserInputError as exc:
         print(f"error: {exc}" if first else f"error (process {os.environ.get('RANK')}): {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -73,4 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         if args.ranks is not None:
-            ranks.leave()
+            # After an error the other ranks may never reach the exit barrier (they wait in a collective for this
+            # one): leave at once, so torchrun sees this process end and stops the others within seconds.
+            ranks.leave(wait=succeeded)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -31,11 +33,14 @@ from pathlib import Path
 import torch
 
 from ..errors import UserInputError, WorkerError, rebuild
-from . import messages
+from . import messages, ranks
 
 STARTUP_LIMIT_S = 300  # from process start to connected (imports only; loading the weights is not limited)
 POLL_S = 0.2
-CANCEL_WAIT_S = 120  # a step in progress finishes before the workers see the cancel
+CANCEL_WAIT_S = 30  # the workers agree on a cancel before every transformer block
+# After one worker reports an error, how long the others get to report theirs (an input error is found by all):
+# a worker still busy then waits in a collective for the failed one, and never returns, so all are stopped.
+PEER_GRACE_S = 3.0
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the hunyuan_i2v package
 
 
@@ -94,13 +99,19 @@ class WorkerPool:
         key = secrets.token_bytes(32)
         listener = Listener(("127.0.0.1", 0), authkey=key)
         master_port = _free_port()
+        self._store_dir = tempfile.mkdtemp(prefix="hunyuan_i2v_pool_")
         env_base = dict(os.environ)
         env_base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env_base.get("PYTHONPATH")]))
         env_base.update({
             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port), "WORLD_SIZE": str(self.gpus),
             "LOCAL_WORLD_SIZE": str(self.gpus), "HUNYUAN_I2V_POOL": f"127.0.0.1:{listener.address[1]}",
             "HUNYUAN_I2V_POOL_KEY": key.hex(), "HUNYUAN_I2V_DEVICE": self.device_type,
+            # The workers meet through a file, not a TCP store (which listens on every interface), and their
+            # collectives use the loopback interface: nothing of the pool is reachable from the network.
+            ranks.STORE_ENV: os.path.join(self._store_dir, "store"),
         })
+        if sys.platform.startswith("linux"):
+            env_base.update({"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"})
         try:
             for rank in range(self.gpus):
                 env = dict(env_base, RANK=str(rank), LOCAL_RANK=str(rank))
@@ -142,14 +153,22 @@ class WorkerPool:
             raise WorkerError(f"The GPU workers could not connect: {failure[0]}")
         return [accepted[rank] for rank in range(self.gpus)]
 
-    def stop(self) -> None:
+    def stop(self, at_once: bool = False) -> None:
+        """Stop the workers; ``at_once`` kills them without asking (they are stuck in a collective)."""
         _LIVE.discard(self)
+        if at_once:
+            for process in self.processes:
+                if process.poll() is None:
+                    process.kill()
         if self._finalizer is not None:
             self._finalizer()
             self._finalizer = None
         else:
             _shutdown(self.processes, self.connections)
         self.processes, self.connections = [], []
+        if getattr(self, "_store_dir", None):
+            shutil.rmtree(self._store_dir, ignore_errors=True)
+            self._store_dir = None
 
     def _check_alive(self, doing: str) -> None:
         for rank, process in enumerate(self.processes):
@@ -177,11 +196,21 @@ class WorkerPool:
                 messages.send(connection, message)
             results: dict[int, object] = {}
             errors: list = []
+            first_error_at = None
             try:
                 while len(results) < self.gpus:
                     if poll is not None:
                         poll()
                     self._collect(results, errors, on_message, what)
+                    if errors and first_error_at is None:
+                        first_error_at = time.monotonic()
+                    if first_error_at is not None and len(results) < self.gpus \
+                            and time.monotonic() - first_error_at > PEER_GRACE_S:
+                        rank, kind, text = errors[0]
+                        self.stop(at_once=True)
+                        raise rebuild(kind, text + " (The other GPU workers were waiting for this one in a collective "
+                                      "and were stopped; they start again on the next run.)",
+                                      f"GPU worker {rank} ({what})")
             except BaseException:
                 if wait_on_cancel:
                     self._cancel(results, errors, what)

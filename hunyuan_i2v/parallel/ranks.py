@@ -9,6 +9,7 @@ MASTER_PORT); this module turns those into a process group and a device.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -64,27 +65,73 @@ def join(device_type: str | None = None) -> Ranks:
     else:
         raise UserInputError(f"Several processes run on CUDA GPUs or the CPU, not on '{device_type}'.")
     if not dist.is_initialized():
+        store = store_for(world)
         dist.init_process_group(backend, rank=rank, world_size=world, timeout=WAIT_LIMIT,
+                                **({"store": store} if store is not None else {}),
                                 **({"device_id": device} if backend == "nccl" else {}))
     return Ranks(rank, world, local_rank, device)
 
 
-def leave() -> None:
+def leave(wait: bool = True) -> None:
     """Leave the process group, after waiting (a bounded while) until every rank is leaving.
 
     Tearing gloo down while another rank still talks to it can abort the process ("terminate called
     without an active exception") after its work is done; after an error on one rank, the others may
-    never arrive, hence the bound.
+    never arrive, hence the bound. ``wait=False`` (this rank failed) leaves at once: the others are stuck
+    in a collective that waits for this rank, and only this process ending lets torchrun stop them.
     """
     import torch.distributed as dist
 
     if not dist.is_initialized():
         return
+    if not wait:
+        return  # the process exits next; destroying the group could block on the peers that wait for us
     try:
         dist.barrier(async_op=True).wait(timeout=LEAVE_WAIT)
     except Exception:  # noqa: BLE001 - a rank that is gone or stuck: leave anyway
         pass
     dist.destroy_process_group()
+
+
+def store_for(world: int):
+    """A FileStore when the worker pool names one (HUNYUAN_I2V_STORE): processes of one machine meet through a
+    file, so nothing listens on a network port; None means torch's usual env:// rendezvous (torchrun)."""
+    import torch.distributed as dist
+
+    path = os.environ.get(STORE_ENV)
+    return dist.FileStore(path, world) if path else None
+
+
+STORE_ENV = "HUNYUAN_I2V_STORE"
+
+
+def watch_parent() -> None:
+    """End this process when the one that started it is gone, even while blocked in a collective.
+
+    A worker waiting in NCCL or gloo for a peer does not notice its parent (ComfyUI) being killed; a daemon
+    thread checks the parent every half second and exits the process (the collective releases the GIL while it
+    waits, so the thread runs). On Linux, the kernel's parent-death signal is set as well.
+    """
+    import threading
+    import time
+
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except Exception:  # noqa: BLE001 - the thread below still watches
+            pass
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 def share(ranks: Ranks, make):

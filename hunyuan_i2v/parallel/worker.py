@@ -84,20 +84,22 @@ class Worker:
         free = int(torch.cuda.mem_get_info(device)[0]) if device.type == "cuda" else None
 
         def on_step(info: StepInfo):
-            self.agree_on_cancel()
+            _injected_failure(self.ranks.rank, info.index)
             if self.ranks.is_first:
                 denoised = info.denoised if job["previews"] else None
                 messages.send(self.connection, ("step", StepInfo(info.index, info.total, None, denoised)))
 
         result = stages.run_sample(
             transformer, job["cond"], job["requested"], job["cache"], job["cache_threshold"], device,
-            torch.device("cpu"), on_step, free_memory=free,
+            torch.device("cpu"), on_step, free_memory=free, poll=self.agree_on_cancel,
         )
         return result if self.ranks.is_first else None
 
     def agree_on_cancel(self) -> None:
-        """Stop when any worker was told to: all must leave the sampling loop at the same step, or the ones
-        left would wait forever in the next step's collectives."""
+        """Stop when any worker was told to. Runs before every transformer block (the stage's ``poll``), so a
+        cancel lands within one block; all workers run the same blocks in the same order, so they all leave at
+        the same block, or the ones left would wait forever in the next collective. One all-reduce of one value
+        per block: negligible beside the block's own all-to-alls."""
         import torch.distributed as dist
 
         while not self.cancel_seen and self.connection.poll(0):
@@ -107,6 +109,22 @@ class Worker:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         if flag.item():
             raise Cancelled()
+
+
+FAIL_ENV = "HUNYUAN_I2V_TEST_FAIL_AT"  # "rank:step[:hang]": that worker fails (or hangs) at that step, once (tests)
+_failed_once = []
+
+
+def _injected_failure(rank: int, step: int) -> None:
+    """A failure on demand, for the tests of what the pool does when one worker fails mid-sampling."""
+    wanted = os.environ.get(FAIL_ENV, "")
+    if wanted and not _failed_once and wanted.split(":")[:2] == [str(rank), str(step)]:
+        _failed_once.append(True)
+        if wanted.endswith(":hang"):
+            import time
+
+            time.sleep(3600)
+        raise RuntimeError(f"injected failure on worker {rank} at step {step}")
 
 
 def quiet_libraries() -> None:
@@ -121,6 +139,7 @@ def quiet_libraries() -> None:
 
 
 def main() -> int:
+    process_ranks.watch_parent()  # a killed ComfyUI takes its workers with it, even mid-collective
     quiet_libraries()
     host, port = os.environ["HUNYUAN_I2V_POOL"].rsplit(":", 1)
     connection = Client((host, int(port)), authkey=bytes.fromhex(os.environ["HUNYUAN_I2V_POOL_KEY"]))
