@@ -5,6 +5,8 @@ Every problem caused by input (a file, a widget value, an image) is raised as
 these propagate so ComfyUI shows the message on the node instead of a trace.
 """
 
+import torch
+
 
 class UserInputError(ValueError):
     """Bad input from the user: the message says what is wrong and what to do."""
@@ -18,6 +20,14 @@ class MissingModelError(ModelFileError, FileNotFoundError):
     """A model file or folder that is not where the user said."""
 
 
+class OutOfMemoryAdvice(UserInputError, torch.OutOfMemoryError):
+    """Out of GPU memory, with the settings that would fit in the message.
+
+    Still torch's out-of-memory error, so a host that recovers from one (ComfyUI unloads every model on it)
+    recognises it; and still a user's error, so the message reaches the node and the command line as a sentence.
+    """
+
+
 class WorkerError(RuntimeError):
     """Another process of a parallel run failed with an error that is not the user's to fix."""
 
@@ -27,7 +37,7 @@ def rebuild(kind: str, message: str, where: str) -> Exception:
 
     The user's errors keep their class and sentence; anything else becomes a WorkerError naming ``where``.
     """
-    known = {cls.__name__: cls for cls in (UserInputError, ModelFileError, MissingModelError)}
+    known = {cls.__name__: cls for cls in (UserInputError, ModelFileError, MissingModelError, OutOfMemoryAdvice)}
     if kind in known:
         return known[kind](message)
     return WorkerError(f"{where} failed: {kind}: {message}")

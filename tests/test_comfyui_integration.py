@@ -24,7 +24,9 @@ What it does, all on 127.0.0.1 with bounded waits:
   13 B v2 and v1 models and on the tiny HunyuanVideo-1.5 (its diffusers folder,
   and ComfyUI's single files) and decodes the saved MP4s; runs bad prompts
   (frames=10; a 1.5 VAE in the 13 B graph) and checks the pack's messages in
-  /history; runs the WaveSpeed workflow against the stand-in server. Two more
+  /history; runs the WaveSpeed workflow against the stand-in server; keeps a
+  transformer resident (offload mode none), POSTs /free and checks that the
+  pack released it. Two more
   short-lived servers check a ComfyUI started with ``--preview-method auto`` and
   one whose models folder has only ComfyUI's single files (no
   ``models/diffusers``), where the tokenizers must come from ComfyUI itself.
@@ -1039,6 +1041,38 @@ def test_local_workflow_runs_on_tiny_models(version, frames, comfy, start_image)
     entry = comfy.run(prompt)
     assert_success(entry, comfy)
     assert_saved_video(comfy, entry, prompt, (5, 48, 32), "HunyuanVideo-I2V")
+
+
+UNLOADED_LINE = "HunyuanVideo I2V: unloaded"  # what the pack logs when ComfyUI's unloading releases one of its models
+
+
+def test_unload_models_releases_a_resident_transformer(comfy, start_image):
+    """Offload mode none keeps the transformer on the device after sampling; ComfyUI's "Unload models"
+    (POST /free, which runs unload_all_models, as its recovery after an out-of-memory error does) must
+    release it. On the CPU "released" is the pack's own accounting: it logs the model it moved to the
+    offload device and holds it no more."""
+    prompt = tiny_local_prompt(comfy, "v2", start_image, frames=5)
+    set_inputs(prompt, comfy.object_info, "HunyuanI2VLoadTransformer", offload_mode="none")
+    set_inputs(prompt, comfy.object_info, "SaveVideo", filename_prefix="video/resident")
+    before = comfy.log().count(UNLOADED_LINE)
+    assert_success(comfy.run(prompt), comfy)
+    assert comfy.log().count(UNLOADED_LINE) == before, "nothing asked for memory, yet the model was unloaded"
+    response = comfy.request("POST", "/free", json={"unload_models": True})
+    assert response.status_code == 200
+    deadline = time.monotonic() + 30  # ComfyUI's prompt worker reads the flag between prompts
+    while comfy.log().count(UNLOADED_LINE) == before:
+        assert time.monotonic() < deadline, f"POST /free did not release the transformer. Log tail:\n{comfy.log_tail()}"
+        time.sleep(0.5)
+    line = [x for x in comfy.log().splitlines() if UNLOADED_LINE in x][-1]
+    assert "HunyuanVideoTransformer3DModel" in line, line
+    # The same loaded model runs again: it comes back to the device, and is held again.
+    set_inputs(prompt, comfy.object_info, "HunyuanI2VSample", seed=3)
+    assert_success(comfy.run(prompt), comfy)
+    comfy.request("POST", "/free", json={"unload_models": True})
+    deadline = time.monotonic() + 30
+    while comfy.log().count(UNLOADED_LINE) < before + 2:
+        assert time.monotonic() < deadline, "the second /free did not release the transformer"
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("layout", ["diffusers", "single files"])

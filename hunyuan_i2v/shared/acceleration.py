@@ -7,13 +7,16 @@ them and turns their failures into sentences.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from contextlib import contextmanager
 
 import torch
 
-from ..errors import UserInputError
+from ..errors import OutOfMemoryAdvice, UserInputError
 from . import kernels
+
+log = logging.getLogger(__name__)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -299,7 +302,7 @@ def on_device(modules, device: torch.device, offload_device: torch.device, keep:
                 module.to(offload_device)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        elif keep and device != offload_device:
+        elif keep:  # on a CPU-only host too: there the release is only the pack's own accounting
             for module in movable:
                 _RESIDENT[module] = offload_device
 
@@ -317,9 +320,12 @@ def release_resident(keep=()) -> int:
     for module, offload_device in list(_RESIDENT.items()):
         if any(module is kept for kept in keep):
             continue
-        released += module_bytes([module])
+        size = module_bytes([module])
+        released += size
         module.to(offload_device)
         _RESIDENT.pop(module, None)
+        log.info("HunyuanVideo I2V: unloaded %s (%.2f GB of weights) to %s", type(module).__name__, size / 2**30,
+                 offload_device)
     if released and torch.cuda.is_available():
         torch.cuda.empty_cache()
     return released
@@ -329,7 +335,7 @@ def module_bytes(modules) -> int:
     return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
 
 
-def explain_oom(stage: str, exc: BaseException) -> torch.OutOfMemoryError:
+def explain_oom(stage: str, exc: BaseException) -> OutOfMemoryAdvice:
     """torch's out-of-memory error, with what to change in its message: hosts recognise the class (ComfyUI frees
     all its models on it), users read the advice."""
     tips = {
@@ -337,7 +343,7 @@ def explain_oom(stage: str, exc: BaseException) -> torch.OutOfMemoryError:
         "decode": "keep VAE tiling on and lower the tile size (or set it to 0 = auto)",
         "encode": "load the text encoders on the CPU or with fp8 storage",
     }
-    return torch.OutOfMemoryError(
+    return OutOfMemoryAdvice(
         f"Out of GPU memory during {stage}: {tips.get(stage, 'free memory')}; other models loaded on the same GPU "
         f"count too (ComfyUI's 'Unload models' frees them). ({exc})"
     )
