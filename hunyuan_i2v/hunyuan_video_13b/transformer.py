@@ -49,11 +49,6 @@ class HunyuanVideoTransformer(LoadedTransformer):
         ]
 
 
-def _qk_norm(value):
-    """Tencent writes ``qk_norm: true`` with ``qk_norm_type: "rms"``; diffusers takes ``qk_norm="rms_norm"``."""
-    return {True: "rms_norm", "rms": "rms_norm", "layer": "layer_norm"}.get(value, value)
-
-
 # The file's config metadata, in diffusers' constructor names or Tencent's config names; sizes are only checked.
 METADATA_NAMES = (
     file_config.Name("in_channels", derived=True),
@@ -72,7 +67,7 @@ METADATA_NAMES = (
     file_config.Name("pooled_projection_dim", ("text_states_dim_2",), derived=True),
     file_config.Name("rope_theta", kind="float"),
     file_config.Name("rope_axes_dim", ("rope_dim_list",), "ints"),
-    file_config.Name("qk_norm", ("qk_norm_type",), "str", convert=_qk_norm),
+    file_config.Name("qk_norm", ("qk_norm_type",), "str", convert=file_config.qk_norm_name),
     file_config.Name("image_condition_type", kind="str"),
 )
 

@@ -122,11 +122,6 @@ def original_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
-def _qk_norm(value):
-    """Tencent writes ``qk_norm: true`` with ``qk_norm_type: "rms"``; diffusers takes ``qk_norm="rms_norm"``."""
-    return {True: "rms_norm", "rms": "rms_norm", "layer": "layer_norm"}.get(value, value)
-
-
 # The file's config metadata, in the three dialects (diffusers' constructor, Tencent's config); the shapes give
 # the sizes, so those are only checked.
 METADATA_NAMES = (
@@ -146,7 +141,7 @@ METADATA_NAMES = (
     file_config.Name("use_meanflow", kind="bool", derived=True),
     file_config.Name("rope_theta", kind="float"),
     file_config.Name("rope_axes_dim", ("rope_dim_list",), "ints"),
-    file_config.Name("qk_norm", ("qk_norm_type",), "str", convert=_qk_norm),
+    file_config.Name("qk_norm", ("qk_norm_type",), "str", convert=file_config.qk_norm_name),
     file_config.Name("task_type", kind="str"),
     file_config.Name("target_size"),
 )

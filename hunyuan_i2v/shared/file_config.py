@@ -133,3 +133,8 @@ def head_dim(meta: dict, default: int, hidden: int, source: str) -> int:
         raise ModelFileError(f"{source}: a head size of {head_dim} does not divide its width {hidden}; set "
                              "'head_dim' (or 'num_attention_heads') in its config metadata.")
     return head_dim
+
+
+def qk_norm_name(value):
+    """Tencent writes ``qk_norm: true`` with ``qk_norm_type: "rms"``; diffusers takes ``qk_norm="rms_norm"``."""
+    return {True: "rms_norm", "rms": "rms_norm", "layer": "layer_norm"}.get(value, value)
