@@ -92,6 +92,27 @@ def test_torchrun_generate_writes_one_video(tmp_path):
     assert np.abs(two - one).mean() < 1.0
 
 
+def test_torchrun_one_rank_failing_ends_every_rank_quickly(tmp_path, monkeypatch):
+    """Rank 1 raises at step 1 of a run that would take minutes; rank 0 waits for it in a collective. The failed
+    rank leaves without waiting at the exit barrier, torchrun stops rank 0, and the run ends with rank 1's error."""
+    from hyv_pack.hunyuan_i2v.parallel import ranks
+
+    common = ["generate", "--demo", "--dtype", "fp32", "--frames", "33", "--width", "128", "--height", "128",
+              "--quiet"]
+    start = time.monotonic()
+    done = torchrun(["-m", "hunyuan_i2v"] + common + ["--steps", "2", "--output", str(tmp_path / "ok.mp4")], ROOT)
+    normal = time.monotonic() - start  # start-up, loading, 2 steps, decode, writing
+    assert done.returncode == 0, done.stderr[-3000:]
+    monkeypatch.setenv(ranks.FAIL_ENV, "1:1")
+    start = time.monotonic()
+    done = torchrun(["-m", "hunyuan_i2v"] + common + ["--steps", "200", "--output", str(tmp_path / "x.mp4")], ROOT,
+                    timeout=300)
+    failed = time.monotonic() - start
+    assert done.returncode != 0 and "injected failure on worker 1 at step 1" in done.stderr
+    assert failed < normal + 10, (failed, normal)  # ended within seconds of the failure, not at a timeout
+    assert not (tmp_path / "x.mp4").exists()
+
+
 # ---------------------------------------------------------------- pure parts
 
 def test_shard_arithmetic():

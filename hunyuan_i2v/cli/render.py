@@ -16,6 +16,7 @@ import torch
 
 from .. import families, loading, stages
 from ..errors import UserInputError
+from ..parallel import ranks
 from ..parallel.ranks import share
 from ..shared import video
 from ..shared.sampling import SamplingSettings
@@ -96,6 +97,14 @@ class Renderer:
         )
         return out
 
+    def on_step(self, bar):
+        def step(info):
+            bar.update()
+            if self.ranks is not None:
+                ranks.injected_failure(self.ranks.rank, info.index)
+
+        return step
+
     def encode(self, job: jobs.Job):
         image = jobs.start_image(job, self.plan.demo)
         with self.progress.stage("Encoding"):
@@ -125,7 +134,7 @@ class Renderer:
             say("cache threshold is ignored: the cache is off.")
         with stage("Sampling", total=settings.steps, unit="step") as bar:
             result = stages.run_sample(self.model, cond, requested, job.cache, job.cache_threshold, device,
-                                       on_step=lambda info: bar.update(), free_memory=free_memory(device))
+                                       on_step=self.on_step(bar), free_memory=free_memory(device))
         for note in result.notes:
             if note not in notes:  # the memory plan, made once the sampler saw the free memory
                 say(note)

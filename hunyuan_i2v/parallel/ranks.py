@@ -154,3 +154,19 @@ def share(ranks: Ranks, make):
     if payload[0][0] == "ok":
         return messages.from_bytes(payload[0][1])
     raise errors.rebuild(payload[0][1], payload[0][2], "the first process")
+
+
+FAIL_ENV = "HUNYUAN_I2V_TEST_FAIL_AT"  # "rank:step[:hang]": that worker fails (or hangs) at that step, once (tests)
+_failed_once = []
+
+
+def injected_failure(rank: int, step: int) -> None:
+    """A failure on demand, for the tests of what the pool does when one worker fails mid-sampling."""
+    wanted = os.environ.get(FAIL_ENV, "")
+    if wanted and not _failed_once and wanted.split(":")[:2] == [str(rank), str(step)]:
+        _failed_once.append(True)
+        if wanted.endswith(":hang"):
+            import time
+
+            time.sleep(3600)
+        raise RuntimeError(f"injected failure on worker {rank} at step {step}")

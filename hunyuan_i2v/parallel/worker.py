@@ -84,7 +84,7 @@ class Worker:
         free = int(torch.cuda.mem_get_info(device)[0]) if device.type == "cuda" else None
 
         def on_step(info: StepInfo):
-            _injected_failure(self.ranks.rank, info.index)
+            process_ranks.injected_failure(self.ranks.rank, info.index)
             if self.ranks.is_first:
                 denoised = info.denoised if job["previews"] else None
                 messages.send(self.connection, ("step", StepInfo(info.index, info.total, None, denoised)))
@@ -111,20 +111,7 @@ class Worker:
             raise Cancelled()
 
 
-FAIL_ENV = "HUNYUAN_I2V_TEST_FAIL_AT"  # "rank:step[:hang]": that worker fails (or hangs) at that step, once (tests)
-_failed_once = []
-
-
-def _injected_failure(rank: int, step: int) -> None:
-    """A failure on demand, for the tests of what the pool does when one worker fails mid-sampling."""
-    wanted = os.environ.get(FAIL_ENV, "")
-    if wanted and not _failed_once and wanted.split(":")[:2] == [str(rank), str(step)]:
-        _failed_once.append(True)
-        if wanted.endswith(":hang"):
-            import time
-
-            time.sleep(3600)
-        raise RuntimeError(f"injected failure on worker {rank} at step {step}")
+FAIL_ENV = process_ranks.FAIL_ENV
 
 
 def quiet_libraries() -> None:
