@@ -16,7 +16,7 @@ import torch
 from . import families
 from .errors import ModelFileError, UserInputError
 from .parallel import sequence
-from .shared import acceleration, files, kernels, loras
+from .shared import acceleration, files, fp8_scaled, kernels, loras
 from .shared.tokenizers import find_tokenizer_dir
 
 
@@ -67,8 +67,12 @@ def load_model(
     loaded.notes.extend(notes)
     loaded.notes.extend(acceleration.set_attention_backend(loaded.model, attention, name, run_device, dtype))
     if fp8_storage:
-        acceleration.enable_fp8_storage(loaded.model, dtype)
-        loaded.notes.append("Weights stored in fp8 (e4m3fn), computed in " + weight_dtype + ".")
+        kept = [] if path.is_dir() else fp8_scaled.keep_file_scales(
+            loaded.model, path, families.family(name).original_to_diffusers, dtype,
+            families.family(name).SHAPE_KEYS)
+        acceleration.enable_fp8_storage(loaded.model, dtype, skip=kept)
+        loaded.notes.append("Weights stored in fp8 (e4m3fn), computed in " + weight_dtype + "." + (
+            f" {len(kept)} layers keep the file's own fp8 values and scales." if kept else ""))
     if compile_blocks:
         count = acceleration.compile_blocks(loaded.model)
         loaded.notes.append(f"{count} blocks compiled with torch.compile: the first run (and a new video size) pays "

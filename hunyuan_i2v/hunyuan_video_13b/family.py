@@ -19,6 +19,8 @@ RESOLUTIONS = list(defaults.RESOLUTIONS)
 DEFAULT_FRAMES = defaults.DEFAULT_FRAMES
 DEFAULT_NEGATIVE_PROMPT = conditioning.DEFAULT_NEGATIVE_PROMPT
 lora_to_diffusers = lora_keys.to_diffusers
+original_to_diffusers = transformer_module.original_to_diffusers  # single-file key names -> diffusers'
+SHAPE_KEYS = ("img_in.proj.weight",)  # tensors the key mapping reads sizes from
 
 
 def load_transformer(path: Path, dtype: torch.dtype, distillation: str | None = None):

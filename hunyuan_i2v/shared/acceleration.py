@@ -8,6 +8,7 @@ them and turns their failures into sentences.
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from contextlib import contextmanager
 
@@ -69,8 +70,11 @@ def parse_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def enable_fp8_storage(model: torch.nn.Module, compute_dtype: torch.dtype) -> None:
-    """Keep weights in float8_e4m3fn (half of bf16) and upcast each layer as it runs."""
+def enable_fp8_storage(model: torch.nn.Module, compute_dtype: torch.dtype, skip=()) -> None:
+    """Keep weights in float8_e4m3fn (half of bf16) and upcast each layer as it runs.
+
+    ``skip``: layers already stored in fp8 with their file's scales (shared.fp8_scaled), which diffusers' casting
+    (no scale) must leave alone."""
     if not hasattr(torch, "float8_e4m3fn"):
         raise UserInputError("This PyTorch has no float8 support; turn fp8 storage off or update PyTorch.")
     from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
@@ -78,7 +82,8 @@ def enable_fp8_storage(model: torch.nn.Module, compute_dtype: torch.dtype) -> No
     # LoRA adapters loaded earlier stay in the compute dtype: peft casts a layer's input to its adapter's
     # weight dtype, so an adapter stored in fp8 would compute in fp8 (see loras.applied).
     model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype,
-                                   skip_modules_pattern=tuple(DEFAULT_SKIP_MODULES_PATTERN) + ("lora_",))
+                                   skip_modules_pattern=tuple(DEFAULT_SKIP_MODULES_PATTERN) + ("lora_",) + tuple(
+                                       "^" + re.escape(name) + "$" for name in skip))
 
 
 def is_fp8_stored(model: torch.nn.Module) -> bool:

@@ -248,7 +248,7 @@ def load_state_dict(
             if key.endswith("scaled_fp8") or key.endswith(_QUANT_HINTS) or key[len(prefix):].startswith(skip or "\0"):
                 continue  # fp8 scales (applied below), matmul hints (not used here), parts not wanted
             tensor = handle.get_tensor(key)
-            if tensor.dtype in _FP8_DTYPES:
+            if tensor.dtype in FP8_DTYPES:
                 tensor = tensor.to(target)
                 scale = scales.get(key[: -len("weight")]) if key.endswith("weight") else None
                 if scale is not None:
@@ -272,7 +272,7 @@ def _scale_shape(scale: torch.Tensor, weight: torch.Tensor, path, key: str) -> t
 
 
 _QUANT_HINTS = (".scale_weight", ".scale_input", ".weight_scale", ".input_scale", ".comfy_quant")
-_FP8_DTYPES = tuple(
+FP8_DTYPES = tuple(
     getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
     if hasattr(torch, name)
 )
