@@ -223,8 +223,32 @@ def load_text_encoders(
     encoders = families.family(name).load_text_encoders(sources, torch_dtype)
     encoders.run_on_cpu = device == "cpu"
     if fp8_storage:
-        acceleration.enable_fp8_storage_text_encoders(encoders, torch_dtype)
+        kept = []
+        if sources.primary is not None and sources.primary.is_file():  # ComfyUI's *_fp8_scaled language models
+            kept = fp8_scaled.keep_file_scales(encoders.large_module, sources.primary,
+                                               _language_model_names(encoders.large_module), torch_dtype)
+        acceleration.enable_fp8_storage_text_encoders(encoders, torch_dtype, skip=kept)
     return encoders
+
+
+def _language_model_names(module: torch.nn.Module):
+    """File key names (``model.layers.N...``, or llava's ``language_model.model.layers.N...``) -> the names of the
+    loaded language model inside ``module`` (the decoder stack is the module holding embed_tokens and layers)."""
+    inner = next((name for name, m in module.named_modules() if hasattr(m, "embed_tokens") and hasattr(m, "layers")),
+                 "")
+    prefix = inner + "." if inner else ""
+
+    def rename(state: dict) -> dict:
+        out = {}
+        for key, tensor in state.items():
+            for wrapper in ("language_model.model.", "model."):
+                if key.startswith(wrapper):
+                    key = key[len(wrapper):]
+                    break
+            out[prefix + key] = tensor
+        return out
+
+    return rename
 
 
 def family_for_slot(path: Path, slot: str, what: str, folder: str) -> str:

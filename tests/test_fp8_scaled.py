@@ -81,3 +81,29 @@ def test_a_lora_on_scaled_layers_keeps_its_values_and_runs(scaled_file, tmp_path
             assert torch.isfinite(layer(x)).all()
     for name, delta in deltas[0].items():
         assert torch.equal(deltas[1][name], delta), name
+
+
+@pytest.mark.parametrize("family", ["13b", "1.5"])
+def test_fp8_scaled_language_model_keeps_its_scales(family, models_root, models15_root, tmp_path):
+    """ComfyUI's qwen_2.5_vl_7b_fp8_scaled / llava_llama3_fp8_scaled with the text encoders' fp8 storage."""
+    if family == "1.5":
+        root, names = models15_root, ("text_encoders/tiny_qwen25.safetensors", "clip_vision/tiny_siglip.safetensors",
+                                      "text_encoders/tiny_byt5.safetensors")
+    else:
+        root, names = models_root, ("text_encoders/tiny_llava_llama3.safetensors",
+                                    "clip_vision/tiny_llava_llama3_vision.safetensors",
+                                    "text_encoders/tiny_clip_l.safetensors")
+    primary = write_scaled(root / names[0], tmp_path / "lm_fp8_scaled.safetensors")
+    folders = [root / "diffusers" / ("tiny15" if family == "1.5" else "tiny_v2")]
+
+    def load(fp8):
+        sources = loading.TextEncoderSources(primary=primary, vision=root / names[1], second=root / names[2],
+                                             diffusers_folders=folders)
+        return loading.load_text_encoders(sources, "bf16", fp8_storage=fp8, device="cpu")
+
+    plain, stored = load(False).large_module, load(True).large_module
+    reference = dict(plain.named_modules())
+    kept = {name: m for name, m in stored.named_modules() if hasattr(m, "fp8_row_scale")}
+    assert len(kept) >= 4
+    for name, module in kept.items():
+        assert torch.equal(fp8_scaled.dequantized(module, torch.bfloat16), reference[name].weight), name

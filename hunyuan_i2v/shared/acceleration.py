@@ -91,7 +91,7 @@ def is_fp8_stored(model: torch.nn.Module) -> bool:
                for p in model.parameters())
 
 
-def enable_fp8_storage_text_encoders(encoders, compute_dtype: torch.dtype) -> None:
+def enable_fp8_storage_text_encoders(encoders, compute_dtype: torch.dtype, skip=()) -> None:
     """fp8 weight storage for the large language model (llava-llama-3 8 B or Qwen2.5-VL 7 B: about half the
     memory of bf16); the small encoders stay as they are.
 
@@ -104,7 +104,8 @@ def enable_fp8_storage_text_encoders(encoders, compute_dtype: torch.dtype) -> No
         raise UserInputError("This PyTorch has no float8 support; turn fp8 storage off or update PyTorch.")
     apply_layerwise_casting(
         encoders.large_module, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype,
-        skip_modules_pattern=("norm", "embed", "position_embedding", "patch_embedding", "lm_head"),
+        skip_modules_pattern=("norm", "embed", "position_embedding", "patch_embedding", "lm_head") + tuple(
+            "^" + re.escape(name) + "$" for name in skip),  # layers that keep their file's fp8 scales
     )
 
 
