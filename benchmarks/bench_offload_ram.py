@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -24,6 +25,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _reset_peak() -> None:
+    """Start the peak (VmHWM) afresh, so imports and model building before the setup do not count (Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def run_one(mode: str, layers: int, hidden: int) -> dict:
@@ -64,17 +82,21 @@ def run_one(mode: str, layers: int, hidden: int) -> dict:
 
     model.enable_group_offload = diffusers_setup
     before = _rss()
+    _reset_peak()
     if mode == "diffusers":
         model.enable_group_offload(onload_device=torch.device("cuda"))
     else:
         acceleration.enable_block_offload(model, torch.device("cuda"), torch.device("cpu"))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak()
     return {"mode": mode, "weights": weights, "extra_peak": peak - before, "ratio": (peak - before) / weights + 1}
 
 
 def measure(mode: str, layers: int, hidden: int) -> dict:
+    # A fixed mmap threshold: glibc would otherwise raise it after the first large free and keep later freed
+    # tensors in its heap, counting memory the process no longer uses.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576")
     out = subprocess.run([sys.executable, __file__, "--one", mode, "--layers", str(layers), "--hidden", str(hidden)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
