@@ -71,8 +71,9 @@ class LoadedVAE:
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in -1..1 -> scaled latent [B, C, 1, h, w] (the distribution's mode), float32.
 
-        Always whole, never tiled: one frame needs little memory, and the reference pipelines encode it whole, so
-        the conditioning does not depend on the tile settings of anything that ran before.
+        Always whole, never tiled: one frame needs little memory, and diffusers' reference pipelines (tiling off by
+        default, what the parity tests compare against) encode it whole; so the conditioning does not depend on the
+        tile settings of anything that ran before. (Tencent's own scripts may tile it at 720p: not checked.)
         """
         device = next(self.model.parameters()).device
         video = pixels.to(device=device, dtype=self.dtype).unsqueeze(2)
