@@ -181,3 +181,48 @@ def test_13b_vae_ffactor_and_zero(models_root, tmp_path):
     assert vae.spatial_ratio == reference.spatial_ratio
     with pytest.raises(ModelFileError, match="'norm_num_groups' to 0"):
         loading.load_vae(rewrite(source, tmp_path / "b.safetensors", base | {"norm_num_groups": 0}), "fp32")
+
+
+# ---------------------------------------------------------------- values no constructor takes: a sentence, not a
+# ValueError / KeyError / OverflowError from deep inside int(), a dict lookup or the library
+
+@pytest.mark.parametrize("metadata, message", [
+    ({"heads_num": float("nan")}, "'heads_num' to nan; it must be a whole number above 0"),
+    ({"hidden_size": float("inf")}, "'hidden_size' to inf; it must be a whole number above 0"),
+    ({"rope_theta": float("nan")}, "'rope_theta' to nan; it must be a number above 0"),
+    ({"qk_norm_type": "x"}, "'qk_norm_type' to 'x'; it must be one of rms_norm"),
+    ({"qk_norm": ["rms"]}, "'qk_norm' to \\['rms'\\]; it must be one of rms_norm"),
+    ({"distillation": ["cfg_distilled"]}, "'distillation' to \\['cfg_distilled'\\]; it must be one of"),
+    ({"resolution": "1080p"}, "'resolution' to '1080p'; it must be one of 480p, 720p"),
+])
+def test_values_no_model_takes_are_a_sentence(tiny15, tmp_path, metadata, message):
+    root, config = tiny15
+    path = rewrite(root / "diffusion_models" / "tiny15_comfy.safetensors", tmp_path / "t.safetensors",
+                   {"rope_axes_dim": list(config.rope_axes_dim)} | metadata)
+    with pytest.raises(ModelFileError, match=message):
+        loading.load_model(path, "fp32")
+
+
+@pytest.mark.parametrize("kind, metadata, message", [
+    ("siglip", {"hidden_act": "x"}, "'hidden_act' to 'x'; it must be one of .*gelu_pytorch_tanh"),
+    ("qwen", {"max_position_embeddings": float("inf")}, "'max_position_embeddings' to inf"),
+    ("byt5", {"d_kv": float("nan")}, "'d_kv' to nan"),
+])
+def test_text_encoder_values_no_model_takes_are_a_sentence(models15_root, tmp_path, kind, metadata, message):
+    from hyv_pack.hunyuan_i2v.shared import files
+
+    path = text_files(models15_root)[kind]
+    with pytest.raises(ModelFileError, match=message):
+        build(kind, rewrite(path, tmp_path / f"{kind}.safetensors", files.metadata_config(path) | metadata))
+
+
+def test_13b_activation_and_condition_type_outside_the_libraries_are_a_sentence(models_root, tmp_path):
+    from hyv_pack.hunyuan_i2v.shared import files
+
+    vae = models_root / "vae" / "tiny_vae.safetensors"
+    with pytest.raises(ModelFileError, match="'act_fn' to 'x'; it must be one of .*silu"):
+        loading.load_vae(rewrite(vae, tmp_path / "v.safetensors", files.metadata_config(vae) | {"act_fn": "x"}), "fp32")
+    source = models_root / "diffusion_models" / "tiny_v2.safetensors"
+    bad = files.metadata_config(source) | {"image_condition_type": "x"}
+    with pytest.raises(ModelFileError, match="'image_condition_type' to 'x'; it must be one of latent_concat"):
+        loading.load_model(rewrite(source, tmp_path / "t.safetensors", bad), "fp32")

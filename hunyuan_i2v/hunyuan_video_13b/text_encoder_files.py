@@ -55,7 +55,7 @@ def _sizes(*names: str) -> tuple:
 
 
 _ATTENTION = (file_config.Name("num_attention_heads"), file_config.Name("head_dim"),
-              file_config.Name("hidden_act", kind="str"))
+              file_config.Name("hidden_act", kind="str", choices=file_config.transformers_activations))
 LLAMA_NAMES = _sizes("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_key_value_heads") + (
     file_config.Name("num_attention_heads"), file_config.Name("head_dim"),
     file_config.Name("rms_norm_eps", kind="float"), file_config.Name("rope_theta", kind="float"),

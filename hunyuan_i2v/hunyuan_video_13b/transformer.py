@@ -67,8 +67,9 @@ METADATA_NAMES = (
     file_config.Name("pooled_projection_dim", ("text_states_dim_2",), derived=True),
     file_config.Name("rope_theta", kind="float"),
     file_config.Name("rope_axes_dim", ("rope_dim_list",), "ints"),
-    file_config.Name("qk_norm", ("qk_norm_type",), "str", convert=file_config.qk_norm_name),
-    file_config.Name("image_condition_type", kind="str"),
+    file_config.Name("qk_norm", ("qk_norm_type",), "str", convert=file_config.qk_norm_name,
+                     choices=file_config.QK_NORMS),
+    file_config.Name("image_condition_type", kind="str", choices=(LATENT_CONCAT, TOKEN_REPLACE)),
 )
 
 

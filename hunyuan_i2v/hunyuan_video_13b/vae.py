@@ -33,7 +33,7 @@ METADATA_NAMES = (
     file_config.Name("mid_block_add_attention", kind="bool", derived=True),
     file_config.Name("norm_num_groups"),
     file_config.Name("scaling_factor", kind="float"),
-    file_config.Name("act_fn", kind="str"),
+    file_config.Name("act_fn", kind="str", choices=file_config.diffusers_activations),
 )
 
 log = logging.getLogger(__name__)

@@ -268,7 +268,7 @@ SIGLIP_NAMES = (
     file_config.Name("hidden_size", derived=True), file_config.Name("patch_size", derived=True),
     file_config.Name("intermediate_size", derived=True), file_config.Name("num_hidden_layers", derived=True),
     file_config.Name("num_attention_heads"), file_config.Name("head_dim"), file_config.Name("image_size"),
-    file_config.Name("layer_norm_eps", kind="float"), file_config.Name("hidden_act", kind="str"),
+    file_config.Name("layer_norm_eps", kind="float"), file_config.Name("hidden_act", kind="str", choices=file_config.transformers_activations),
 )
 
 

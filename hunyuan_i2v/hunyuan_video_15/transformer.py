@@ -29,6 +29,9 @@ from .attention import use_key_mask_attention
 REAL_MODEL_DEFAULTS = {"rope_theta": 256.0, "rope_axes_dim": (16, 56, 56), "qk_norm": "rms_norm", "task_type": "i2v"}
 # Keys of a file's "config" metadata that describe the release rather than the architecture.
 RELEASE_KEYS = ("resolution", "distillation")
+# What the file may say of its release (the tensors cannot tell), read by the same reader.
+RELEASE_NAMES = (file_config.Name("resolution", kind="str", choices=tuple(defaults.RESOLUTIONS)),
+                 file_config.Name("distillation", kind="str", choices=tuple(defaults.DISTILLATION_NAMES)))
 
 _REFINER = r"txt_in\.individual_token_refiner\.blocks\.(\d+)\."
 _DIFF_REFINER = r"context_embedder.token_refiner.refiner_blocks.\1."
@@ -141,8 +144,9 @@ METADATA_NAMES = (
     file_config.Name("use_meanflow", kind="bool", derived=True),
     file_config.Name("rope_theta", kind="float"),
     file_config.Name("rope_axes_dim", ("rope_dim_list",), "ints"),
-    file_config.Name("qk_norm", ("qk_norm_type",), "str", convert=file_config.qk_norm_name),
-    file_config.Name("task_type", kind="str"),
+    file_config.Name("qk_norm", ("qk_norm_type",), "str", convert=file_config.qk_norm_name,
+                     choices=file_config.QK_NORMS),
+    file_config.Name("task_type", kind="str", choices=("i2v", "t2v")),
     file_config.Name("target_size"),
 )
 
@@ -228,11 +232,8 @@ class HunyuanVideo15Transformer(LoadedTransformer):
 def _release(overrides: dict, distillation: str | None, source: str, meanflow: bool, folder_config: dict | None = None):
     """(distillation, resolution, notes): the widget wins, then the file's metadata, then the plain release."""
     notes = []
-    declared = overrides.get("distillation")
-    if declared is not None and declared not in defaults.DISTILLATION_NAMES:
-        raise ModelFileError(
-            f"{source} declares distillation '{declared}' in its metadata; known: {', '.join(defaults.DISTILLATION_NAMES)}."
-        )
+    release, _ = file_config.read({k: overrides[k] for k in RELEASE_KEYS if k in overrides}, RELEASE_NAMES, source)
+    declared = release.get("distillation")
     if distillation is not None:
         chosen = distillation
         notes.append(f"Distillation: '{defaults.DISTILLATION_NAMES[chosen]}' from the loader's variant setting.")
@@ -248,7 +249,7 @@ def _release(overrides: dict, distillation: str | None, source: str, meanflow: b
             "Distillation: the file cannot tell whether it is CFG- or step-distilled; sampling defaults assume the "
             "plain I2V release. For a *_cfg_distilled or *_step_distilled file set the loader's variant accordingly."
         )
-    resolution = overrides.get("resolution")
+    resolution = release.get("resolution")
     if resolution is None and folder_config is not None:
         target = folder_config.get("target_size")
         resolution = next((name for name, size in defaults.RESOLUTIONS.items() if size == target), None)

@@ -11,10 +11,10 @@ keys nobody knows are left out with a note.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
-
 import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 from ..errors import ModelFileError
 
@@ -28,6 +28,9 @@ class Name:
     kind: str = "int"  # int | float | bool | str | ints (a list of positive ints)
     derived: bool = False  # also read from the tensors' shapes: checked against them, never passed on
     convert: Callable[[Any], Any] | None = None  # a dialect's spelling of the value -> the pack's
+    # the values the library takes (for "str"); a callable is asked only when a file sets the name, so that the
+    # library's own table (transformers' activations, say) is imported only then
+    choices: Iterable[str] | Callable[[], Iterable[str]] = ()
 
 
 def _typed(name: Name, given: str, value, source: str):
@@ -37,14 +40,17 @@ def _typed(name: Name, given: str, value, source: str):
             "(the tensors tell most sizes on their own)."
         )
 
+    def number(v) -> bool:  # Python's json reads NaN and Infinity, which int() cannot take
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
     if name.convert is not None:
         value = name.convert(value)
     if name.kind == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value <= 0:
+        if not number(value) or int(value) != value or value <= 0:
             raise bad("it must be a whole number above 0")
         return int(value)
     if name.kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if not number(value) or value <= 0:
             raise bad("it must be a number above 0")
         return float(value)
     if name.kind == "bool":
@@ -52,12 +58,13 @@ def _typed(name: Name, given: str, value, source: str):
             raise bad("it must be true or false")
         return value
     if name.kind == "str":
-        if not isinstance(value, str) or not value:
-            raise bad("it must be a name")
+        choices = sorted(name.choices() if callable(name.choices) else name.choices)
+        if not isinstance(value, str) or not value or (choices and value not in choices):
+            raise bad(f"it must be one of {', '.join(choices)}" if choices else "it must be a name")
         return value
     if name.kind == "ints":
         if not isinstance(value, (list, tuple)) or not value or any(
-                isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v <= 0 for v in value):
+                not number(v) or int(v) != v or v <= 0 for v in value):
             raise bad("it must be a list of whole numbers above 0")
         return tuple(int(v) for v in value)
     raise ValueError(f"unknown kind {name.kind}")
@@ -137,4 +144,22 @@ def head_dim(meta: dict, default: int, hidden: int, source: str) -> int:
 
 def qk_norm_name(value):
     """Tencent writes ``qk_norm: true`` with ``qk_norm_type: "rms"``; diffusers takes ``qk_norm="rms_norm"``."""
-    return {True: "rms_norm", "rms": "rms_norm", "layer": "layer_norm"}.get(value, value)
+    if not isinstance(value, (bool, str)):
+        return value  # refused by the type check
+    return {True: "rms_norm", "rms": "rms_norm"}.get(value, value)
+
+
+# Both families' files hold weight-only (RMS) query/key norms, so that is the one spelling their models take.
+QK_NORMS = ("rms_norm",)
+
+
+def transformers_activations():
+    from transformers.activations import ACT2FN
+
+    return ACT2FN.keys()
+
+
+def diffusers_activations():
+    from diffusers.models.activations import ACT2CLS
+
+    return ACT2CLS.keys()
