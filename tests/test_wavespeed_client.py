@@ -11,6 +11,7 @@ import pytest
 from hyv_pack.hunyuan_i2v.errors import UserInputError
 from hyv_pack.hunyuan_i2v.wavespeed import client as ws
 from hyv_pack.hunyuan_i2v.wavespeed import answers
+from hyv_pack.hunyuan_i2v.wavespeed.connection import DEFAULT_BASE_URL
 from hyv_pack.hunyuan_i2v.wavespeed.endpoints import ENDPOINTS, HUNYUAN_VIDEO_13B, HUNYUAN_VIDEO_15
 from hyv_pack.hunyuan_i2v.wavespeed.errors import WaveSpeedAuthError
 from hyv_pack.hunyuan_i2v.wavespeed.jobs import I2VJob, assign_occurrences, encode_image, orientation_choice, output_path
@@ -299,4 +300,4 @@ def test_base_url_override(monkeypatch):
     monkeypatch.setenv(ws.BASE_URL_ENV, "http://127.0.0.1:9/proxy/")
     assert ws.ClientSettings.from_env().base_url == "http://127.0.0.1:9/proxy"
     monkeypatch.delenv(ws.BASE_URL_ENV)
-    assert ws.ClientSettings.from_env().base_url == ws.DEFAULT_BASE_URL
+    assert ws.ClientSettings.from_env().base_url == DEFAULT_BASE_URL

@@ -15,14 +15,11 @@ nothing was submitted or charged.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from .answers import json_object
+from .connection import Connection
 from .errors import WaveSpeedError, WaveSpeedUnavailable
 from .transport import GaveUp, Retryable
-
-if TYPE_CHECKING:
-    from .client import WaveSpeedClient
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +31,7 @@ class _NoTicketRoute(Exception):
     """The server answered 404 to the ticket route: it has only the older upload route."""
 
 
-def upload_image(client: "WaveSpeedClient", png: bytes, filename: str = "image.png") -> str:
+def upload_image(client: Connection, png: bytes, filename: str = "image.png") -> str:
     """Upload PNG bytes; returns the URL to submit."""
     client.check_stop()
     if client.ticket_route is not False:
@@ -48,7 +45,7 @@ def upload_image(client: "WaveSpeedClient", png: bytes, filename: str = "image.p
     return _binary(client, png, filename)
 
 
-def _by_ticket(client: "WaveSpeedClient", png: bytes, filename: str) -> str:
+def _by_ticket(client: Connection, png: bytes, filename: str) -> str:
     url, policy = client.url(TICKET_PATH), client.policy()
     request = {"filename": filename, "size": len(png), "content_type": "image/png"}
     try:
@@ -88,7 +85,7 @@ def _by_ticket(client: "WaveSpeedClient", png: bytes, filename: str) -> str:
     return download_url
 
 
-def _binary(client: "WaveSpeedClient", png: bytes, filename: str) -> str:
+def _binary(client: Connection, png: bytes, filename: str) -> str:
     url, policy = client.url(BINARY_UPLOAD_PATH), client.policy()
     try:
         answer = client.retrier.run(lambda: client.request(client.http, "POST", url, policy,
@@ -105,13 +102,13 @@ def _binary(client: "WaveSpeedClient", png: bytes, filename: str) -> str:
         raise _unusable(client, "the answer held no download_url") from None
 
 
-def _failed(client: "WaveSpeedClient", last: Retryable) -> WaveSpeedError:
+def _failed(client: Connection, last: Retryable) -> WaveSpeedError:
     if last.response is not None:
         return client.refused(last.response, "image upload")
     return WaveSpeedUnavailable(client.scrub(f"Could not upload the image to WaveSpeed ({last}). Nothing was "
                                              "submitted or charged; check the network and run again."))
 
 
-def _unusable(client: "WaveSpeedClient", detail: str) -> WaveSpeedUnavailable:
+def _unusable(client: Connection, detail: str) -> WaveSpeedUnavailable:
     return WaveSpeedUnavailable(client.scrub(f"WaveSpeed's answer to the image upload was unusable ({detail}). "
                                              "Nothing was submitted or charged; run again."))
