@@ -22,7 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hunyuan_i2v.parallel import ranks as process_ranks, sequence  # noqa: E402
+from hunyuan_i2v.parallel import ranks as process_ranks  # noqa: E402
+from hunyuan_i2v.shared import sequence_parallel as sequence  # noqa: E402
 
 # (height, width) in pixels; both VAEs compress 4x in time; 13 B 8x and 1.5 16x in space.
 SIZES = {"720p": (720, 1280), "480p": (480, 848), "tiny": (64, 96)}

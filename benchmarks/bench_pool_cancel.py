@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hunyuan_i2v import loading, stages  # noqa: E402
+from hunyuan_i2v.parallel import pool  # noqa: E402
 from hunyuan_i2v.hunyuan_video_15 import demo  # noqa: E402
 from hunyuan_i2v.shared.sampling import SamplingSettings  # noqa: E402
 
@@ -61,7 +62,7 @@ def main() -> None:
     encoders = loading.load_text_encoders(loading.TextEncoderSources(folder=folder), "fp32", device="cpu")
     image = torch.rand(1, 256, 256, 3, generator=torch.Generator().manual_seed(0))
     cond = stages.run_encode(encoders, loading.load_vae(folder, "fp32"), image, "a cat", "", width=256, height=256)
-    model = loading.load_model_on_gpus(args.workers, folder, "fp32", device_type="cpu")
+    model = pool.load_model_on_gpus(args.workers, folder, "fp32", device_type="cpu")
     steps = 4
     settings = SamplingSettings(seed=1, steps=steps, num_frames=33, cfg_scale=1.0)
     try:

@@ -15,8 +15,7 @@ import torch
 
 from . import families
 from .errors import ModelFileError, UserInputError
-from .parallel import sequence
-from .shared import acceleration, files, fp8_scaled, kernels, loras
+from .shared import acceleration, files, fp8_scaled, kernels, loras, sequence_parallel
 from .shared.tokenizers import find_tokenizer_dir
 
 
@@ -46,15 +45,15 @@ def load_model(
 
     ``ranks`` (parallel.ranks.Ranks): this process is one of several sharing each video's tokens.
     """
-    _check_choices(offload_mode, variant)
+    check_choices(offload_mode, variant)
     dtype = acceleration.parse_dtype(weight_dtype)
     path = Path(path)
     name = family_for_slot(path, "transformer", "the transformer", "diffusion_models")
     notes = []
-    if ranks is not None and attention != sequence.PARALLEL_ATTENTION:
+    if ranks is not None and attention != sequence_parallel.PARALLEL_ATTENTION:
         notes.append(f"Attention: '{attention}' cannot be split across GPUs with the key masks this needs; "
-                     f"using '{sequence.PARALLEL_ATTENTION}'.")
-        attention = sequence.PARALLEL_ATTENTION
+                     f"using '{sequence_parallel.PARALLEL_ATTENTION}'.")
+        attention = sequence_parallel.PARALLEL_ATTENTION
     # Every choice is tried on the device before the weights load, so a refusal costs no wait.
     run_device = device or torch.device("cpu")
     if fp8_storage:
@@ -80,54 +79,8 @@ def load_model(
     if offload_mode == "block" and device is not None:
         acceleration.enable_block_offload(loaded.model, device, offload_device or torch.device("cpu"))
     if ranks is not None:
-        sequence.enable(loaded.model, ranks.rank, ranks.world)
+        sequence_parallel.enable(loaded.model, ranks.rank, ranks.world)
         loaded.notes.append(parallel_note(loaded, ranks.world))
-    return loaded
-
-
-def load_model_on_gpus(
-    gpus: int,
-    path: str | Path,
-    weight_dtype: str = "bf16",
-    fp8_storage: bool = False,
-    attention: str = "native (PyTorch SDPA)",
-    offload_mode: str = "model",
-    variant: str = "auto",
-    compile_blocks: bool = False,
-    device_type: str = "cuda",
-    poll=None,
-):
-    """The transformer in a pool of worker processes, one per GPU, each with a full copy of the weights.
-
-    This process keeps a weightless copy (on the meta device) for the model's config; sampling goes to the
-    pool (stages.run_sample). For programs that are one process (ComfyUI); the command line uses torchrun.
-    ``poll`` is called while the workers load and may raise (Cancel), which stops them.
-    """
-    from .parallel.pool import WorkerPool
-
-    _check_choices(offload_mode, variant)
-    kernels.check_several_gpus(device_type)
-    path = Path(path)
-    family_for_slot(path, "transformer", "the transformer", "diffusion_models")  # a wrong file fails here, at once
-    heads = attention_heads(path)
-    if heads:  # before any worker loads a copy of the weights
-        sequence.check_degree(heads, gpus)
-    pool = WorkerPool(gpus, device_type, {
-        "path": str(path), "weight_dtype": weight_dtype, "fp8_storage": fp8_storage, "attention": attention,
-        "offload_mode": offload_mode, "variant": variant, "compile_blocks": compile_blocks,
-    })
-    try:
-        report = pool.start(poll)
-    except BaseException:
-        pool.stop()  # a file every worker refused, or a worker that died: none is left behind
-        raise
-    loaded = report["transformer"]
-    import diffusers
-
-    with torch.device("meta"):
-        loaded.model = getattr(diffusers, report["model_class"]).from_config(report["config"])
-    torch.nn.Module.to(loaded.model, loaded.compute_dtype)  # ModelMixin.to would warn about fp32 modules
-    loaded.pool = pool
     return loaded
 
 
@@ -153,7 +106,7 @@ def parallel_note(loaded, gpus: int) -> str:
             "weights, and a share of every video's tokens.")
 
 
-def _check_choices(offload_mode: str, variant: str) -> None:
+def check_choices(offload_mode: str, variant: str) -> None:
     if offload_mode not in acceleration.OFFLOAD_MODES:
         raise UserInputError(f"Unknown offload mode '{offload_mode}'. Use one of {', '.join(acceleration.OFFLOAD_MODES)}.")
     if variant not in VARIANT_CHOICES:

@@ -14,8 +14,7 @@ from importlib import import_module
 
 import torch
 
-from .parallel import sequence
-from .shared import acceleration
+from .shared import acceleration, sequence_parallel
 
 HEADROOM = 0.9  # plan to use at most 90 % of the free memory
 GIB = 2**30
@@ -100,7 +99,7 @@ def _tokens(transformer, cond, num_frames: int) -> tuple[int, int]:
     image = (frames // config.patch_size_t) * (cond.height // ratio_s // config.patch_size) * (
         cond.width // ratio_s // config.patch_size)
     # Split over several GPUs, each holds its share of the image tokens (and all of the text).
-    image = -(-image // sequence.degree(transformer.model))
+    image = -(-image // sequence_parallel.degree(transformer.model))
     if hasattr(cond.positive, "text"):  # 1.5: the Qwen tokens (glyph and image tokens are the family's to add)
         text = cond.positive.text.shape[1]
     else:  # 13 B: the MLLM's image tokens (subsampled per release, as the sampler does) and text tokens

@@ -21,8 +21,7 @@ from einops import rearrange
 
 from . import families, planner
 from .errors import UserInputError
-from .parallel import sequence
-from .shared import acceleration, images, interrupt, loras
+from .shared import acceleration, images, interrupt, loras, sequence_parallel
 from .shared.sampling import SamplingSettings, StepInfo, check_frames
 
 LATENT_INFO_KEY = "hunyuan_i2v"  # our entry in a LATENT dict: family, frames to drop at decode
@@ -165,7 +164,7 @@ def run_sample(
     settings, notes = fam.resolve_settings(transformer, requested)
     check_frames(settings.num_frames)
     acceleration.check_cache(cache, cache_threshold)
-    if cache == "first block cache" and (transformer.pool is not None or sequence.is_enabled(transformer.model)):
+    if cache == "first block cache" and (transformer.pool is not None or sequence_parallel.is_enabled(transformer.model)):
         raise UserInputError(
             "The first block cache cannot run on several GPUs: each would decide on its own share of the video "
             "whether to skip a step. Use the 'taylorseer' cache (a fixed schedule) or none."

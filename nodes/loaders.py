@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..hunyuan_i2v import loading
+from ..hunyuan_i2v.parallel import pool
 from ..hunyuan_i2v.shared import acceleration
 from . import comfy_bridge as comfy
 from .types import CATEGORY, MODEL, TEXT_ENCODERS, VAE
@@ -58,7 +59,7 @@ class HunyuanI2VLoadTransformer:
              compile_blocks=False, gpus=1, unique_id=None):
         path = _resolve("diffusion_models", model_name)
         if gpus > 1:
-            loaded = loading.load_model_on_gpus(
+            loaded = pool.load_model_on_gpus(
                 gpus, path, weight_dtype, fp8_storage, attention, offload_mode, variant, compile_blocks,
                 device_type=comfy.torch_device().type, poll=comfy.check_interrupt,
             )

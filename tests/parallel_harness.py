@@ -21,7 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hunyuan_i2v.parallel import ranks as process_ranks, sequence  # noqa: E402
+from hunyuan_i2v.parallel import ranks as process_ranks  # noqa: E402
+from hunyuan_i2v.shared import sequence_parallel as sequence  # noqa: E402
 
 
 def tiny_13b(variant: str):

@@ -145,7 +145,7 @@ def test_several_gpus_on_windows_are_refused_before_workers_start(folders, monke
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.setattr(pool.WorkerPool, "start", lambda *a, **k: pytest.fail("workers started"))
     with pytest.raises(UserInputError, match="NCCL.*Windows"):
-        loading.load_model_on_gpus(2, folders["hunyuan_video_15"], device_type="cuda")
+        pool.load_model_on_gpus(2, folders["hunyuan_video_15"], device_type="cuda")
 
 
 def test_cli_checks_refuse_before_loading(monkeypatch):

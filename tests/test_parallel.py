@@ -116,7 +116,7 @@ def test_torchrun_one_rank_failing_ends_every_rank_quickly(tmp_path, monkeypatch
 # ---------------------------------------------------------------- pure parts
 
 def test_shard_arithmetic():
-    from hyv_pack.hunyuan_i2v.parallel.sequence import Shards
+    from hyv_pack.hunyuan_i2v.shared.sequence_parallel import Shards
 
     # 45 tokens over 2 ranks: 23 each after one padding token, which sits at the end of the last shard
     first, last = Shards(rank=0, degree=2, tokens=45, first_frame_tokens=15), Shards(rank=1, degree=2, tokens=45,
@@ -135,7 +135,7 @@ def test_shard_arithmetic():
 
 def test_head_count_must_divide_by_the_gpu_count():
     from hyv_pack.hunyuan_i2v.errors import UserInputError
-    from hyv_pack.hunyuan_i2v.parallel.sequence import check_degree
+    from hyv_pack.hunyuan_i2v.shared.sequence_parallel import check_degree
 
     check_degree(24, 8)
     with pytest.raises(UserInputError, match="24 attention heads.*Use 2, 3, 4, 6, 8, 12, 24 GPUs"):
@@ -419,7 +419,7 @@ def test_cancel_while_the_workers_load_stops_them_at_once(models15_root):
     try:
         begin = time.monotonic()
         with pytest.raises(Cancel):
-            loading.load_model_on_gpus(2, models15_root / "diffusion_models" / "tiny15_comfy.safetensors", "fp32",
+            pool_module.load_model_on_gpus(2, models15_root / "diffusion_models" / "tiny15_comfy.safetensors", "fp32",
                                        device_type="cpu", poll=poll)
     finally:
         pool_module.subprocess.Popen = real_popen
@@ -480,7 +480,8 @@ def test_cancel_lands_inside_a_step_in_the_pool(graph15_parts, pooled15):
     with pytest.raises(Cancel):
         stages.run_sample(model, graph15_parts["cond"], SamplingSettings(seed=1, steps=500, num_frames=5),
                           on_step=on_step, poll=poll)
-    assert time.monotonic() - flag["at"] < 1.5
+    # Generous against a loaded 2-core machine (measured 0.3-1.7 s there); the 500 steps would take minutes.
+    assert time.monotonic() - flag["at"] < 5
     assert model.pool.running  # the workers left together and wait for the next job
 
 
@@ -496,7 +497,8 @@ folder = {folder!r}
 encoders = loading.load_text_encoders(loading.TextEncoderSources(folder=loading.Path(folder)), "fp32", device="cpu")
 cond = stages.run_encode(encoders, loading.load_vae(folder, "fp32"), test_image(48, 64)[0], "a", "", width=64, height=48)
 os.environ[worker.FAIL_ENV] = "1:1:hang"  # worker 1 hangs at step 1: worker 0 then waits for it in a collective
-model = loading.load_model_on_gpus(2, folder, "fp32", device_type="cpu")
+from hyv_pack.hunyuan_i2v.parallel import pool
+model = pool.load_model_on_gpus(2, folder, "fp32", device_type="cpu")
 print("pids", *[p.pid for p in model.pool.processes], flush=True)
 print("env", open(f"/proc/{{model.pool.processes[0].pid}}/environ").read().replace("\\0", " "), flush=True)
 

@@ -32,7 +32,9 @@ from pathlib import Path
 
 import torch
 
+from .. import loading
 from ..errors import UserInputError, WorkerError, rebuild
+from ..shared import kernels, sequence_parallel
 from . import messages, ranks
 
 STARTUP_LIMIT_S = 300  # from process start to connected (imports only; loading the weights is not limited)
@@ -297,3 +299,47 @@ def _shutdown(processes: list, connections: list) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def load_model_on_gpus(
+    gpus: int,
+    path: str | Path,
+    weight_dtype: str = "bf16",
+    fp8_storage: bool = False,
+    attention: str = "native (PyTorch SDPA)",
+    offload_mode: str = "model",
+    variant: str = "auto",
+    compile_blocks: bool = False,
+    device_type: str = "cuda",
+    poll=None,
+):
+    """The transformer in a pool of worker processes, one per GPU, each with a full copy of the weights.
+
+    This process keeps a weightless copy (on the meta device) for the model's config; sampling goes to the
+    pool (stages.run_sample). For programs that are one process (ComfyUI); the command line uses torchrun.
+    ``poll`` is called while the workers load and may raise (Cancel), which stops them.
+    """
+    loading.check_choices(offload_mode, variant)
+    kernels.check_several_gpus(device_type)
+    path = Path(path)
+    loading.family_for_slot(path, "transformer", "the transformer", "diffusion_models")  # a wrong file fails here, at once
+    heads = loading.attention_heads(path)
+    if heads:  # before any worker loads a copy of the weights
+        sequence_parallel.check_degree(heads, gpus)
+    pool = WorkerPool(gpus, device_type, {
+        "path": str(path), "weight_dtype": weight_dtype, "fp8_storage": fp8_storage, "attention": attention,
+        "offload_mode": offload_mode, "variant": variant, "compile_blocks": compile_blocks,
+    })
+    try:
+        report = pool.start(poll)
+    except BaseException:
+        pool.stop()  # a file every worker refused, or a worker that died: none is left behind
+        raise
+    loaded = report["transformer"]
+    import diffusers
+
+    with torch.device("meta"):
+        loaded.model = getattr(diffusers, report["model_class"]).from_config(report["config"])
+    torch.nn.Module.to(loaded.model, loaded.compute_dtype)  # ModelMixin.to would warn about fp32 modules
+    loaded.pool = pool
+    return loaded
