@@ -62,7 +62,7 @@ def sample_memory_request(transformer, cond, requested: SamplingSettings, device
     what is free after that."""
     if transformer.pool is not None:  # the workers' GPUs are their own
         return 0
-    settings, _ = resolve_settings(transformer, requested)
+    settings, _ = resolve_settings(transformer, requested, cond)
     mode = "model" if transformer.offload_mode == "auto" else transformer.offload_mode
     estimate = planner.sample_estimate(transformer, cond, settings.num_frames, offload_mode=mode)
     return max(0, estimate.total - _already_on([transformer.model], device))
@@ -125,6 +125,59 @@ def run_encode(
     return cond
 
 
+def run_super_resolution(
+    cond,
+    latent: dict,
+    upsampler,
+    vae,
+    image: torch.Tensor,
+    resolution: str = "1080p",
+    width: int = 0,
+    height: int = 0,
+    noise_augmentation: float | None = None,
+    encoders=None,
+    device: torch.device | None = None,
+    offload_device: torch.device | None = None,
+    poll: Callable[[], None] | None = None,
+):
+    """The base stage's conditioning and LATENT -> the conditioning an SR transformer samples from (HunyuanVideo-1.5).
+
+    The start image is encoded again at the high size; the latent is upsampled by ``upsampler``. ``encoders`` (the
+    text encoders) let SigLIP read the image at the high size too; without them the base's image tokens are kept.
+    """
+    from .hunyuan_video_15 import defaults as defaults_15, super_resolution, upsampler as upsampler_module
+
+    families.check_match([
+        ("the conditioning (its text encoders and VAE)", cond, ("text_encoders", "vae")),
+        ("the VAE", vae, ("vae",)),
+        ("the text encoders", encoders, ("text_encoders",)),
+    ])
+    if cond.family != families.HUNYUAN_VIDEO_15:
+        raise UserInputError("Super-resolution belongs to HunyuanVideo-1.5; this conditioning is the 13 B model's. "
+                             "Use the 1.5 files (hunyuanvideo1.5_*_i2v_*) for the base video.")
+    if not isinstance(latent, dict) or "samples" not in latent:
+        raise UserInputError("latent must be the LATENT of the base HunyuanVideo I2V Sample node.")
+    info = latent.get(LATENT_INFO_KEY, {}) or {}
+    samples = latent["samples"]
+    super_resolution.check_base_latent(samples, info.get("family"), vae.latent_channels)
+    upsampler_module.check_target(upsampler, resolution)
+    noise = defaults_15.SR_NOISE_AUGMENTATION if noise_augmentation is None else noise_augmentation
+    device = device or torch.device("cpu")
+    offload_device = offload_device or torch.device("cpu")
+    modules = [vae.model, upsampler.model] + ([encoders.image_encoder] if encoders is not None else [])
+    pil = super_resolution.image_from_tensor(image)
+
+    def upsample(latents, height_, width_):
+        return upsampler_module.upsample_latent(latents.to(device), upsampler, height_, width_)
+
+    with _oom_guard("super-resolution"), acceleration.on_device(modules, device, offload_device), \
+            interrupt.checkpoints(modules, poll):
+        return super_resolution.prepare(
+            cond, samples.float() * cond.latent_scale, upsample, vae, pil, resolution, width, height, noise,
+            encoders,
+        )
+
+
 @dataclass
 class SampleResult:
     latent: dict  # a ComfyUI LATENT: {"samples": unscaled latents, LATENT_INFO_KEY: {...}}
@@ -132,9 +185,10 @@ class SampleResult:
     notes: list[str] = field(default_factory=list)
 
 
-def resolve_settings(transformer, requested: SamplingSettings) -> tuple[SamplingSettings, list[str]]:
-    """The model's defaults for the values the user left at 0, and notes on settings the model ignores."""
-    return families.family(transformer.family).resolve_settings(transformer, requested)
+def resolve_settings(transformer, requested: SamplingSettings, cond=None) -> tuple[SamplingSettings, list[str]]:
+    """The model's defaults for the values the user left at 0, and notes on settings the model ignores; ``cond``
+    (when known) is checked against the model (an SR release needs the Super-Resolution node's conditioning)."""
+    return families.family(transformer.family).resolve_settings(transformer, requested, cond)
 
 
 def run_sample(
@@ -161,7 +215,7 @@ def run_sample(
         ("the conditioning (its text encoders and VAE)", cond, ("text_encoders", "vae")),
     ])
     fam = families.family(transformer.family)
-    settings, notes = fam.resolve_settings(transformer, requested)
+    settings, notes = fam.resolve_settings(transformer, requested, cond)
     check_frames(settings.num_frames)
     acceleration.check_cache(cache, cache_threshold)
     if cache == "first block cache" and (transformer.pool is not None or sequence_parallel.is_enabled(transformer.model)):

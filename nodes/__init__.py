@@ -6,6 +6,7 @@ from importlib import import_module
 _NODE_MODULES = (
     "loaders",
     "local",
+    "super_resolution",
     "wavespeed_node",
 )
 

@@ -8,7 +8,7 @@ and runs without ComfyUI.
 
 Fallback model folders: ``HUNYUAN_I2V_MODELS`` names a root folder holding
 ComfyUI-style sub folders (``diffusion_models``, ``vae``, ``text_encoders``,
-``clip_vision``, ``diffusers``, ``loras``).
+``clip_vision``, ``diffusers``, ``loras``, ``latent_upscale_models``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,18 @@ def model_folders(kind: str) -> list[Path]:
             return []
     root = os.environ.get(MODELS_ENV)
     return [Path(root) / kind] if root else []
+
+
+def register_model_folder(kind: str) -> None:
+    """Give ComfyUI a models/<kind> folder it does not know yet (``latent_upscale_models`` came with 0.3.70), so
+    older releases list and find those files too."""
+    if not HAVE_COMFY or kind in getattr(_folder_paths, "folder_names_and_paths", {kind: None}):
+        return
+    try:
+        folder = os.path.join(_folder_paths.models_dir, kind)
+        _folder_paths.folder_names_and_paths[kind] = ([folder], set(_folder_paths.supported_pt_extensions))
+    except Exception:  # noqa: BLE001 - a ComfyUI that arranges folders otherwise: its own listing stands
+        pass
 
 
 def list_model_files(kind: str) -> list[str]:

@@ -88,7 +88,7 @@ class HunyuanI2VSample:
             seed=seed, steps=steps, num_frames=frames, flow_shift=flow_shift,
             embedded_guidance=embedded_guidance, cfg_scale=cfg_scale, i2v_stability=i2v_stability,
         )
-        settings, notes = stages.resolve_settings(model, requested)
+        settings, notes = stages.resolve_settings(model, requested, conditioning)
         if cache == "off" and cache_threshold != 0.1:
             notes.append("cache_threshold is ignored: the cache is off.")
         send = comfy.node_text_sender(unique_id)

@@ -4,4 +4,5 @@ CATEGORY = "HunyuanVideo I2V"
 MODEL = "HYVI2V_MODEL"  # hunyuan_i2v.shared.transformer.LoadedTransformer (a family's subclass)
 VAE = "HYVI2V_VAE"  # hunyuan_i2v.shared.vae.LoadedVAE (a family's subclass)
 TEXT_ENCODERS = "HYVI2V_TEXT_ENCODERS"  # the family's text_encoders.TextEncoders
-CONDITIONING = "HYVI2V_CONDITIONING"  # the family's conditioning.I2VConditioning
+CONDITIONING = "HYVI2V_CONDITIONING"  # the family's conditioning.I2VConditioning (or 1.5's SRConditioning)
+UPSAMPLER = "HYVI2V_LATENT_UPSAMPLER"  # hunyuan_video_15.upsampler.LatentUpsampler

@@ -65,8 +65,9 @@ def encode(encoders, vae_, image: torch.Tensor, prompt: str, negative_prompt: st
     return conditioning.encode(encoders, vae_, start, prompt, negative_prompt or None)
 
 
-def resolve_settings(transformer, requested: SamplingSettings) -> tuple[SamplingSettings, list[str]]:
-    """Fill the node's 0 = "model default" values from the reference and say what is ignored."""
+def resolve_settings(transformer, requested: SamplingSettings, cond=None) -> tuple[SamplingSettings, list[str]]:
+    """Fill the node's 0 = "model default" values from the reference and say what is ignored (``cond``: unused,
+    the 13 B model has one kind of conditioning)."""
     reference = defaults.SAMPLING[transformer.variant]
     notes = []
     steps = requested.steps or reference["steps"]

@@ -136,6 +136,15 @@ def image_processor(spatial_ratio: int):
     return HunyuanVideo15ImageProcessor(vae_scale_factor=spatial_ratio, do_resize=False, do_convert_rgb=True)
 
 
+def vision_states(encoders, start: Image.Image) -> torch.Tensor:
+    """SigLIP's last hidden state of the (already cropped) start image: [1, N, E]."""
+    inputs = encoders.image_processor.preprocess(images=start, do_resize=True, return_tensors="pt", do_convert_rgb=True)
+    encoder = encoders.image_encoder
+    param = next(encoder.parameters())
+    with torch.no_grad():
+        return encoder(**inputs.to(device=param.device, dtype=param.dtype)).last_hidden_state
+
+
 def encode(encoders, vae, pil: Image.Image, prompt: str, negative_prompt: str, width: int, height: int):
     """Encode the start image (any size; resized and cropped here) and both prompts."""
     if not isinstance(prompt, str) or not isinstance(negative_prompt or "", str):
@@ -147,11 +156,7 @@ def encode(encoders, vae, pil: Image.Image, prompt: str, negative_prompt: str, w
     positive = encode_prompt(encoders, prompt, crop, notes)
     negative = encode_prompt(encoders, negative_prompt or "", crop, notes)
 
-    inputs = encoders.image_processor.preprocess(images=start, do_resize=True, return_tensors="pt", do_convert_rgb=True)
-    encoder = encoders.image_encoder
-    param = next(encoder.parameters())
-    with torch.no_grad():
-        image_embeds = encoder(**inputs.to(device=param.device, dtype=param.dtype)).last_hidden_state
+    image_embeds = vision_states(encoders, start)
     pixels = processor.preprocess(start, height=height, width=width)  # [1, 3, H, W] in -1..1
     image_latent = vae.encode_image(pixels)
     start_tensor = torch.from_numpy(processor.pil_to_numpy(start)).float()  # [1, H, W, 3] in 0..1

@@ -11,9 +11,22 @@ RESOLUTIONS = {"480p": 640, "720p": 960}
 MODEL_GRID = 16  # VAE 16x times patch 1
 DEFAULT_FRAMES = 121
 
+# The super-resolution (SR) stage: an SR-distilled transformer re-samples an upsampled low-resolution latent at the
+# SR release's size. Tencent pairs 480p bases with the 720p SR release and 720p bases with the 1080p one; the target
+# size comes from the same buckets as the base (1080p: target 1440, so 1280x720 -> 1904x1072, on the 16 px grid).
+SR_RESOLUTIONS = {"720p": 960, "1080p": 1440}
+SR_BASE = {"720p": "480p", "1080p": "720p"}  # the base release each SR release follows
+# Tencent's SR settings: shift 2, no CFG, 6 (720p) or 8 (1080p) steps, MeanFlow's second timestep on.
+SR_SETTINGS = {"720p": {"steps": 6, "flow_shift": 2.0, "cfg_scale": 1.0},
+               "1080p": {"steps": 8, "flow_shift": 2.0, "cfg_scale": 1.0}}
+SR_NOISE_AUGMENTATION = 0.7  # the share of noise in the low-resolution channels (Tencent: 0.3 x latent + 0.7 x noise)
+SR_CONDITION_UNTIL = 700  # the low-resolution channels are zeroed once the timestep falls below this (Tencent)
+SR_DISTILLED = "sr_distilled"
+
 # Distillations (what the file cannot tell; a widget or the file's metadata says).
 PLAIN, CFG_DISTILLED, STEP_DISTILLED = "i2v", "cfg_distilled", "step_distilled"
-DISTILLATION_NAMES = {PLAIN: "I2V", CFG_DISTILLED: "I2V CFG-distilled", STEP_DISTILLED: "I2V step-distilled"}
+DISTILLATION_NAMES = {PLAIN: "I2V", CFG_DISTILLED: "I2V CFG-distilled", STEP_DISTILLED: "I2V step-distilled",
+                      SR_DISTILLED: "super-resolution (SR-distilled)"}
 
 # Reference settings per (resolution, distillation); resolution None = not known from the file.
 # 480p I2V: CFG 6, shift 5, 50 steps; 720p I2V: CFG 6, shift 7, 50 steps; CFG-distilled: CFG 1;
@@ -48,6 +61,12 @@ FILES = {
     "vae": "vae/hunyuanvideo15_vae_fp16.safetensors",
     "text_encoders": "text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors + clip_vision/sigclip_vision_patch14_384"
                      ".safetensors + text_encoders/byt5_small_glyphxl_fp16.safetensors",
+}
+SR_FILES = {
+    "transformer": "diffusion_models/hunyuanvideo1.5_1080p_sr_distilled_fp8_scaled.safetensors (720p base) or "
+                   "hunyuanvideo1.5_720p_sr_distilled_fp8_scaled.safetensors (480p base), or their _fp16 twins",
+    "upsampler": "latent_upscale_models/hunyuanvideo15_latent_upsampler_1080p.safetensors (720p -> 1080p) or "
+                 "hunyuanvideo15_latent_upsampler_720p.safetensors (480p -> 720p)",
 }
 TEXT_ENCODER_SLOTS = {
     "vision": "sigclip_vision_patch14_384.safetensors (SigLIP)",

@@ -10,7 +10,9 @@ from PIL import Image
 from ..errors import UserInputError
 from ..shared import images
 from ..shared.sampling import SamplingSettings
-from . import conditioning, defaults, lora_keys, sampling, text_encoders, transformer as transformer_module, vae
+from . import (
+    conditioning, defaults, lora_keys, sampling, super_resolution, text_encoders, transformer as transformer_module, vae,
+)
 
 NAME, DISPLAY_NAME, FILES = defaults.NAME, defaults.DISPLAY_NAME, defaults.FILES
 TEXT_ENCODER_SLOTS = defaults.TEXT_ENCODER_SLOTS
@@ -60,8 +62,12 @@ def encode(encoders, vae_, image: torch.Tensor, prompt: str, negative_prompt: st
     return conditioning.encode(encoders, vae_, pil, prompt, negative_prompt, width, height)
 
 
-def resolve_settings(transformer, requested: SamplingSettings) -> tuple[SamplingSettings, list[str]]:
+def resolve_settings(transformer, requested: SamplingSettings, cond=None) -> tuple[SamplingSettings, list[str]]:
     """Fill the node's 0 = "model default" values from the release's reference and say what is ignored."""
+    if cond is not None:
+        super_resolution.check_model(transformer, cond)
+    if transformer.super_resolution:
+        return _resolve_sr_settings(transformer, requested, cond)
     reference = defaults.reference_settings(transformer.resolution, transformer.variant)
     notes = []
     if requested.embedded_guidance:
@@ -80,7 +86,37 @@ def resolve_settings(transformer, requested: SamplingSettings) -> tuple[Sampling
     return settings, notes
 
 
+def _resolve_sr_settings(transformer, requested: SamplingSettings, cond) -> tuple[SamplingSettings, list[str]]:
+    """The SR release's defaults (Tencent: shift 2, CFG 1, 6 steps at 720p, 8 at 1080p); the frames are the base
+    latent's."""
+    resolution = transformer.resolution or getattr(cond, "resolution", None) or "1080p"
+    reference = defaults.SR_SETTINGS[resolution]
+    notes = []
+    if requested.embedded_guidance:
+        notes.append("embedded_guidance is ignored: HunyuanVideo-1.5 has no guidance embedder.")
+    notes.append("i2v_stability is ignored: it belongs to the 13 B model's sampling.")
+    frames = requested.num_frames
+    if isinstance(cond, super_resolution.SRConditioning):
+        frames = cond.num_frames
+        if requested.num_frames != frames:
+            notes.append(f"frames: {frames}, the base video's (the frames setting {requested.num_frames} is ignored "
+                         "by the super-resolution step).")
+    cfg = requested.cfg_scale or reference["cfg_scale"]
+    if cfg > 1:
+        notes.append(f"cfg_scale {cfg:g} on the SR-distilled release doubles the work for little gain; 1 is its "
+                     "default.")
+    settings = SamplingSettings(
+        seed=requested.seed, steps=requested.steps or reference["steps"], num_frames=frames,
+        flow_shift=requested.flow_shift or reference["flow_shift"], embedded_guidance=0.0, cfg_scale=cfg,
+        i2v_stability=False,
+    )
+    return settings, notes
+
+
 def sample(transformer, cond, settings, device, on_step=None) -> torch.Tensor:
+    super_resolution.check_model(transformer, cond)
+    if transformer.super_resolution:
+        return super_resolution.sample(transformer, cond, settings, device, on_step)
     return sampling.sample(transformer, cond, settings, device, on_step)
 
 

@@ -27,10 +27,15 @@ def sample(
 ) -> torch.Tensor:
     """Denoise and return latents [1, C, f, h, w] (float32, VAE-scaled)."""
     check_frames(settings.num_frames, cond.temporal_ratio)
-    if settings.steps < 1:
-        raise UserInputError(f"steps must be at least 1, got {settings.steps}.")
-    model, dtype = transformer.model, transformer.compute_dtype
     device = torch.device(device)
+    frames = (settings.num_frames - 1) // cond.temporal_ratio + 1
+    shape = (1, transformer.latent_channels, frames, cond.height // cond.spatial_ratio, cond.width // cond.spatial_ratio)
+    image_condition = first_frame_condition(transformer, cond, shape, device)
+    return denoise(transformer, cond, settings, shape, device, lambda t: image_condition, on_step)
+
+
+def first_frame_condition(transformer, cond, shape, device) -> torch.Tensor:
+    """[image latent on frame 0 (zeros after), mask (1 on frame 0)]: what every I2V release reads beside the noise."""
     channels = transformer.latent_channels
     image_latent = cond.image_latent.to(device, torch.float32)
     if image_latent.shape[1] != channels:
@@ -38,13 +43,28 @@ def sample(
             f"The conditioning's image latent has {image_latent.shape[1]} channels but the transformer expects "
             f"{channels}: the VAE does not belong to this model. Use vae/hunyuanvideo15_vae_fp16.safetensors."
         )
-    frames = (settings.num_frames - 1) // cond.temporal_ratio + 1
-    shape = (1, channels, frames, cond.height // cond.spatial_ratio, cond.width // cond.spatial_ratio)
-    latents = initial_noise(shape, settings.seed).to(device)
     image_cond = torch.zeros(shape, device=device)
     image_cond[:, :, :1] = image_latent
     mask = torch.zeros((1, 1, *shape[2:]), device=device)
     mask[:, :, 0] = 1
+    return torch.cat([image_cond, mask], dim=1)
+
+
+def denoise(
+    transformer,
+    cond,
+    settings: SamplingSettings,
+    shape: tuple,
+    device: torch.device,
+    condition_at: Callable[[torch.Tensor], torch.Tensor],
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> torch.Tensor:
+    """The flow-matching loop from seeded noise of ``shape``; ``condition_at(t)`` gives the channels the transformer
+    reads beside the noisy latent at timestep ``t`` (the super-resolution release changes them part-way)."""
+    if settings.steps < 1:
+        raise UserInputError(f"steps must be at least 1, got {settings.steps}.")
+    model, dtype = transformer.model, transformer.compute_dtype
+    latents = initial_noise(shape, settings.seed).to(device)
 
     def prompt_inputs(embedding):
         return {
@@ -77,7 +97,7 @@ def sample(
 
     with torch.no_grad():
         for i, t in enumerate(timesteps):
-            model_input = torch.cat([latents, image_cond, mask], dim=1).to(dtype)
+            model_input = torch.cat([latents, condition_at(t)], dim=1).to(dtype)
             timestep = t.expand(1).to(dtype)
             timestep_r = None
             if meanflow:  # MeanFlow predicts the average velocity up to the next step's time

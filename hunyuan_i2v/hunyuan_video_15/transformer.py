@@ -32,6 +32,8 @@ RELEASE_KEYS = ("resolution", "distillation")
 # What the file may say of its release (the tensors cannot tell), read by the same reader.
 RELEASE_NAMES = (file_config.Name("resolution", kind="str", choices=tuple(defaults.RESOLUTIONS)),
                  file_config.Name("distillation", kind="str", choices=tuple(defaults.DISTILLATION_NAMES)))
+SR_RELEASE_NAMES = (file_config.Name("resolution", kind="str", choices=tuple(defaults.SR_RESOLUTIONS)),
+                    file_config.Name("distillation", kind="str", choices=(defaults.SR_DISTILLED,)))
 
 _REFINER = r"txt_in\.individual_token_refiner\.blocks\.(\d+)\."
 _DIFF_REFINER = r"context_embedder.token_refiner.refiner_blocks.\1."
@@ -201,25 +203,45 @@ def infer_config(shapes: dict[str, tuple], overrides: dict, source: str = "The t
             f"rope_axes_dim {config['rope_axes_dim']} must add up to the head size {config['attention_head_dim']}. "
             "Add a JSON 'config' entry with the right 'rope_axes_dim' to the file's safetensors metadata."
         )
-    if config["in_channels"] != 2 * config["out_channels"] + 1:
-        raise ModelFileError(
-            f"This HunyuanVideo-1.5 transformer has {config['in_channels']} input channels for "
-            f"{config['out_channels']} latent channels; the image-to-video and text-to-video releases have "
-            f"{2 * config['out_channels'] + 1} (noisy latent, image latent, mask). It is a super-resolution or "
-            "other derived model: use an hunyuanvideo1.5_*_i2v_* file."
-        )
+    task_of(config["in_channels"], config["out_channels"])
     return config
+
+
+def task_of(in_channels: int, out_channels: int) -> str:
+    """"i2v" or "sr", from the input channels: image-to-video (and text-to-video) releases take the noisy latent,
+    the image latent and a mask; the super-resolution releases add the upsampled low-resolution latent and a ones
+    channel (98 = 32 + 32 + 1 + 32 + 1)."""
+    if in_channels == 2 * out_channels + 1:
+        return "i2v"
+    if in_channels == 3 * out_channels + 2:
+        return "sr"
+    raise ModelFileError(
+        f"This HunyuanVideo-1.5 transformer has {in_channels} input channels for {out_channels} latent channels; "
+        f"the image-to-video releases have {2 * out_channels + 1} (noisy latent, image latent, mask) and the "
+        f"super-resolution releases {3 * out_channels + 2}. It is another model derived from HunyuanVideo-1.5: use "
+        "an hunyuanvideo1.5_*_i2v_* or hunyuanvideo1.5_*_sr_distilled_* file."
+    )
 
 
 @dataclass
 class HunyuanVideo15Transformer(LoadedTransformer):
-    """``variant`` is the distillation (defaults.PLAIN / CFG_DISTILLED / STEP_DISTILLED); ``resolution`` 480p/720p or None."""
+    """``variant`` is the distillation (defaults.PLAIN / CFG_DISTILLED / STEP_DISTILLED, or SR_DISTILLED for the
+    super-resolution releases); ``resolution`` 480p/720p (SR: the output's, 720p/1080p) or None."""
 
     resolution: str | None = None
+
+    @property
+    def super_resolution(self) -> bool:
+        """The SR release, told by its input channels (the file name is never read)."""
+        return task_of(int(self.model.config.in_channels), int(self.model.config.out_channels)) == "sr"
 
     def summary(self) -> list[str]:
         c = self.model.config
         size = f"{self.resolution} release" if self.resolution else "resolution not stored in the file"
+        if self.super_resolution:
+            size = (f"{self.resolution} super-resolution release (after a {defaults.SR_BASE[self.resolution]} base)"
+                    if self.resolution else "output resolution not stored in the file (720p or 1080p: the "
+                    "Super-Resolution node's target decides)")
         lines = [
             f"HunyuanVideo-1.5 {defaults.DISTILLATION_NAMES[self.variant]} from {self.source}",
             f"{size}; {c.num_layers} blocks, {c.num_attention_heads}x{c.attention_head_dim} heads, "
@@ -227,6 +249,24 @@ class HunyuanVideo15Transformer(LoadedTransformer):
             f"{str(self.compute_dtype).removeprefix('torch.')}",
         ]
         return lines
+
+
+def _sr_release(overrides: dict, distillation: str | None, source: str, model_type: str | None,
+                folder_config: dict | None = None):
+    """(SR_DISTILLED, output resolution, notes) of a super-resolution file: its metadata may name the release
+    (ComfyUI's header ``model_type: hunyuanvideo1.5_1080p_sr_distilled``, or a config ``resolution``)."""
+    notes = ["Super-resolution release: read from the weights (98 input channels for the upsampled latent). Wire it "
+             "to a Sample node fed by the Super-Resolution node."]
+    if distillation is not None:
+        notes.append("The loader's variant setting is ignored: the super-resolution releases have their own defaults.")
+    release, _ = file_config.read({k: overrides[k] for k in RELEASE_KEYS if k in overrides}, SR_RELEASE_NAMES, source)
+    resolution = release.get("resolution")
+    if resolution is None and model_type:
+        resolution = next((name for name in defaults.SR_RESOLUTIONS if f"_{name}_sr" in model_type.lower()), None)
+    if resolution is None and folder_config is not None:
+        target = folder_config.get("target_size")
+        resolution = next((name for name, size in defaults.SR_RESOLUTIONS.items() if size == target), None)
+    return defaults.SR_DISTILLED, resolution, notes
 
 
 def _release(overrides: dict, distillation: str | None, source: str, meanflow: bool, folder_config: dict | None = None):
@@ -273,14 +313,20 @@ def load_single_file(path: str | Path, dtype: torch.dtype, distillation: str | N
         )
     read_notes = []
     config = infer_config({k: tuple(v.shape) for k, v in state.items()}, overrides, source, read_notes)
-    variant, resolution, notes = _release(overrides, distillation, source, config["use_meanflow"])
+    if task_of(config["in_channels"], config["out_channels"]) == "sr":
+        model_type = files.file_metadata(path).get("model_type")
+        variant, resolution, notes = _sr_release(overrides, distillation, source, model_type)
+        sizes = defaults.SR_RESOLUTIONS
+    else:
+        variant, resolution, notes = _release(overrides, distillation, source, config["use_meanflow"])
+        notes.append(
+            "Note: 1.5's image-to-video and text-to-video releases share every key, so the file cannot tell them "
+            "apart. If the video ignores your image, this is a *_t2v_* file: use an hunyuanvideo1.5_*_i2v_* one."
+        )
+        sizes = defaults.RESOLUTIONS
     notes.extend(read_notes)
-    notes.append(
-        "Note: 1.5's image-to-video and text-to-video releases share every key, so the file cannot tell them apart. "
-        "If the video ignores your image, this is a *_t2v_* file: use an hunyuanvideo1.5_*_i2v_* one."
-    )
-    if resolution in defaults.RESOLUTIONS:
-        config["target_size"] = defaults.RESOLUTIONS[resolution]
+    if resolution in sizes:
+        config["target_size"] = sizes[resolution]
     model = files.build_with_weights(
         HunyuanVideo15Transformer3DModel, config, original_to_diffusers(state), source, "HunyuanVideo-1.5 transformer"
     )
@@ -297,9 +343,12 @@ def load_diffusers_folder(folder: str | Path, dtype: torch.dtype, distillation: 
         raise ModelFileError(f"'{folder}' has no transformer/config.json; it is not a complete diffusers folder.")
     config = json.loads((sub / "config.json").read_text())
     source = f"diffusers folder '{folder.name}'"
-    if config.get("task_type", "i2v") != "i2v":
+    if config.get("task_type", "i2v") not in ("i2v", "sr"):
         raise ModelFileError(f"{source} holds a {config.get('task_type')} transformer; use the image-to-video one.")
-    variant, resolution, notes = _release({}, distillation, source, bool(config.get("use_meanflow")), config)
+    if task_of(int(config.get("in_channels", 65)), int(config.get("out_channels") or config.get("in_channels", 65))) == "sr":
+        variant, resolution, notes = _sr_release({}, distillation, source, None, config)
+    else:
+        variant, resolution, notes = _release({}, distillation, source, bool(config.get("use_meanflow")), config)
     model = HunyuanVideo15Transformer3DModel.from_pretrained(sub, dtype=dtype)
     use_key_mask_attention(model)
     return HunyuanVideo15Transformer(
