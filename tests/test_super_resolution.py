@@ -153,6 +153,7 @@ def test_target_sizes_follow_tencents_buckets():
     assert super_resolution.target_size(1280, 720, "1080p") == (1904, 1072)
     assert super_resolution.target_size(480, 848, "720p") == (720, 1280)
     assert super_resolution.target_size(640, 640, "720p") == (960, 960)
+    assert super_resolution.target_size(64, 48, "720p") == (1104, 832)  # Tencent's walk has no 960x720 bucket
     assert super_resolution.target_size(848, 480, "720p", 1024, 576) == (1024, 576)
     with pytest.raises(UserInputError, match="not larger than the base video"):
         super_resolution.target_size(1280, 720, "720p")
@@ -268,3 +269,88 @@ def test_sr_file_refused_in_the_upsampler_slot_and_upsampler_in_the_transformer_
         upsampler_module.load_upsampler(root / "diffusion_models" / "tiny15_720p_sr_comfy.safetensors")
     with pytest.raises(ModelFileError, match="latent upsampler"):
         loading.load_model(root / "latent_upscale_models" / "tiny_upsampler_720p.safetensors", "fp32")
+
+
+# ---------------------------------------------------------------- the command line
+
+def cli_args(root, tmp_path, *extra):
+    from PIL import Image
+
+    image = tmp_path / "start.png"
+    test_image(48, 64)[1].save(image)
+    assert isinstance(Image.open(image), Image.Image)
+    return ["--models", str(root), "--diffusers", "tiny15", "--transformer", "tiny15_comfy.safetensors",
+            "--vae", "tiny15_vae.safetensors", "--dtype", "fp32", "--quiet", "--frames", "5", "--steps", "2",
+            "--resolution", "480p", "--width", "64", "--height", "48", "--image", str(image), *extra]
+
+
+def test_cli_upscale_writes_an_mp4_at_tencents_size(sr_root, tmp_path, capsys):
+    import av
+
+    from hyv_pack.hunyuan_i2v import cli
+
+    root, _ = sr_root
+    out = tmp_path / "sr.mp4"
+    code = cli.main(["generate", "--output", str(out), "--prompt", "a cat", *cli_args(
+        root, tmp_path, "--upscale", "720p", "--sr-transformer", "tiny15_720p_sr_comfy.safetensors",
+        "--upsampler", "tiny_upsampler_720p.safetensors", "--sr-width", "128", "--sr-height", "96")])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "Super-resolution 128x96: steps 6, shift 2, cfg 1" in printed.err
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (128, 96)
+        assert sum(1 for _ in container.decode(video=0)) == 5
+
+
+def test_cli_batch_upscales_the_jobs_that_ask(sr_root, tmp_path, capsys):
+    from hyv_pack.hunyuan_i2v import cli
+
+    root, _ = sr_root
+    args = cli_args(root, tmp_path, "--sr-transformer", "tiny15_720p_sr_comfy.safetensors",
+                    "--upsampler", "tiny_upsampler_720p.safetensors")
+    image = args[args.index("--image") + 1]
+    del args[args.index("--image"):args.index("--image") + 2]
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"image": image, "output": "plain.mp4"}) + "\n"
+                    + json.dumps({"image": image, "output": "big.mp4", "upscale": "720p", "sr_width": 96, "sr_height": 64})
+                    + "\n")
+    code = cli.main(["batch", str(jobs), "--output-dir", str(tmp_path / "out"), *args])
+    assert code == 0, capsys.readouterr().err
+    from hyv_pack.hunyuan_i2v.shared.video import read_mp4
+
+    assert tuple(read_mp4(tmp_path / "out" / "plain.mp4")[0].shape[1:3]) == (48, 64)
+    assert tuple(read_mp4(tmp_path / "out" / "big.mp4")[0].shape[1:3]) == (64, 96)
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--upscale", "720p"], "needs --sr-transformer"),
+    (["--upscale", "1080p", "--sr-transformer", "tiny15_720p_sr_comfy.safetensors",
+      "--upsampler", "tiny_upsampler_720p.safetensors"], "is the 720p latent upsampler"),
+    (["--upscale", "1080p", "--sr-transformer", "tiny15_720p_sr_comfy.safetensors",
+      "--upsampler", "tiny_upsampler_1080p.safetensors"], "is the 720p super-resolution release"),
+    (["--upscale", "720p", "--sr-transformer", "tiny15_comfy.safetensors",
+      "--upsampler", "tiny_upsampler_720p.safetensors"], "is an image-to-video release"),
+    (["--upscale", "720p", "--sr-transformer", "tiny15_720p_sr_comfy.safetensors"], "give --upsampler too"),
+    (["--upscale", "720p", "--sr-transformer", "tiny15_720p_sr_comfy.safetensors",
+      "--upsampler", "@diffusion_models/tiny15_sr_tencent.safetensors"], "latent upsampler"),
+], ids=["no-sr-files", "upsampler-kind", "sr-release", "i2v-as-sr", "one-of-two", "transformer-as-upsampler"])
+def test_cli_refuses_before_loading(sr_root, tmp_path, capsys, monkeypatch, extra, says):
+    from hyv_pack.hunyuan_i2v import cli, loading as loading_module
+
+    root, _ = sr_root
+    monkeypatch.setattr(loading_module, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    extra = [str(root / item[1:]) if item.startswith("@") else item for item in extra]
+    code = cli.main(["generate", "--output", str(tmp_path / "x.mp4"), *cli_args(root, tmp_path, *extra)])
+    assert code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_cli_refuses_an_sr_file_as_the_base_transformer(sr_root, tmp_path, capsys):
+    from hyv_pack.hunyuan_i2v import cli
+
+    root, _ = sr_root
+    args = cli_args(root, tmp_path)
+    args[args.index("tiny15_comfy.safetensors")] = "tiny15_720p_sr_comfy.safetensors"
+    assert cli.main(["generate", "--output", str(tmp_path / "x.mp4"), *args]) == 2
+    assert "is a super-resolution release: give it as --sr-transformer" in capsys.readouterr().err

@@ -36,6 +36,10 @@ class ModelPlan:
     vae: Path | None = None
     text_encoders: loading.TextEncoderSources | None = None
     loras: list[tuple[Path, float]] = field(default_factory=list)
+    sr_transformer: Path | None = None  # HunyuanVideo-1.5 super-resolution, for jobs with --upscale
+    sr_release: str | None = None  # what the SR file's header says: 720p, 1080p or None
+    upsampler: Path | None = None
+    upsampler_kind: str | None = None  # 720p or 1080p, from the upsampler's keys
 
 
 # ---------------------------------------------------------------- the command line as a whole
@@ -50,6 +54,9 @@ def check_combinations(args, given: set[str]) -> None:
                 f"--demo builds a tiny random model, so {names} would not be used. Leave {names} out, or drop --demo "
                 "to run your model files."
             )
+    elif bool(args.sr_transformer) != bool(args.upsampler):
+        missing = "--upsampler" if args.sr_transformer else "--sr-transformer"
+        raise UserInputError(f"Super-resolution needs both --sr-transformer and --upsampler; give {missing} too.")
     elif "demo_family" in given:
         raise UserInputError("--demo-family only applies with --demo; add --demo, or leave --demo-family out.")
     if not args.mllm:
@@ -179,9 +186,68 @@ def plan_models(args) -> ModelPlan:
     parts.append(("the text encoders", _text_encoder_family(sources), ("text_encoders",)))
     families.check_match([(what, SimpleNamespace(family=name), slots) for what, name, slots in parts])
     family = parts[0][1]
+    if family == families.HUNYUAN_VIDEO_15 and transformer.is_file():
+        from ..hunyuan_video_15 import transformer as transformer_15
+
+        if transformer_15.release_from_header(transformer)[0] == "sr":
+            raise UserInputError(f"--transformer '{transformer.name}' is a super-resolution release: give it as "
+                                 "--sr-transformer (with --upscale and --upsampler), and an hunyuanvideo1.5_*_i2v_* "
+                                 "file as --transformer.")
     loras = [_lora(models, item) for item in args.lora]
     check_model_options(args, family, device)
-    return ModelPlan(family, device, transformer=transformer, vae=vae, text_encoders=sources, loras=loras)
+    plan = ModelPlan(family, device, transformer=transformer, vae=vae, text_encoders=sources, loras=loras)
+    _plan_super_resolution(args, models, plan)
+    return plan
+
+
+def _plan_super_resolution(args, models: Path | None, plan: ModelPlan) -> None:
+    """--sr-transformer and --upsampler, checked by their headers: a 1.5 SR transformer and a latent upsampler."""
+    from ..hunyuan_video_15 import transformer as transformer_15, upsampler as upsampler_15
+
+    if not (args.sr_transformer or args.upsampler):
+        return
+    if plan.family != families.HUNYUAN_VIDEO_15:
+        raise UserInputError("--sr-transformer and --upsampler belong to HunyuanVideo-1.5's super-resolution; the "
+                             "13 B model has none. Leave them out, or run a 1.5 model.")
+    path = find(models, "diffusion_models", args.sr_transformer, "--sr-transformer")
+    name = loading.family_for_slot(path, "transformer", "--sr-transformer", "diffusion_models")
+    if path.is_dir() or name != families.HUNYUAN_VIDEO_15:
+        raise UserInputError(f"--sr-transformer '{path.name}' is not a HunyuanVideo-1.5 super-resolution file: use "
+                             "hunyuanvideo1.5_720p_sr_distilled or hunyuanvideo1.5_1080p_sr_distilled.")
+    task, plan.sr_release = transformer_15.release_from_header(path)
+    if task != "sr":
+        raise UserInputError(f"--sr-transformer '{path.name}' is an image-to-video release (65 input channels), not "
+                             "a super-resolution one (98): use hunyuanvideo1.5_*_sr_distilled_* there, and give this "
+                             "file as --transformer.")
+    plan.sr_transformer = path
+    plan.upsampler = find(models, "latent_upscale_models", args.upsampler, "--upsampler")
+    if plan.upsampler.is_dir():  # Tencent's release folder: small, so read it whole
+        plan.upsampler_kind = upsampler_15.load_upsampler(plan.upsampler).kind
+        return
+    keys = files.tensor_keys(plan.upsampler)
+    prefix = files.strip_prefix(keys)
+    plan.upsampler_kind = upsampler_15.detect_kind(k[len(prefix):] for k in keys)
+    if plan.upsampler_kind is None:
+        raise files.wrong_role_error(plan.upsampler, files.detect_role(keys), "a HunyuanVideo-1.5 latent upsampler",
+                                     "latent_upscale_models")
+
+
+def check_upscale(upscale: str, plan: ModelPlan, where: str = "--upscale") -> None:
+    """A job's --upscale against the loaded plan: the SR files are given and of the right resolution."""
+    if upscale == "off":
+        return
+    if plan.demo:
+        raise UserInputError(f"{where} {upscale} needs real super-resolution files; --demo builds none. Drop --demo "
+                             "and give --sr-transformer and --upsampler, or leave --upscale off.")
+    if plan.sr_transformer is None:
+        raise UserInputError(f"{where} {upscale} needs --sr-transformer (hunyuanvideo1.5_{upscale}_sr_distilled) and "
+                             f"--upsampler (hunyuanvideo15_latent_upsampler_{upscale}).")
+    if plan.upsampler_kind != upscale:
+        raise UserInputError(f"{where} {upscale}: --upsampler '{plan.upsampler.name}' is the {plan.upsampler_kind} "
+                             f"latent upsampler; use hunyuanvideo15_latent_upsampler_{upscale}.")
+    if plan.sr_release and plan.sr_release != upscale:
+        raise UserInputError(f"{where} {upscale}: --sr-transformer '{plan.sr_transformer.name}' is the "
+                             f"{plan.sr_release} super-resolution release; use hunyuanvideo1.5_{upscale}_sr_distilled.")
 
 
 def _text_encoder_sources(args, models: Path | None, folder: Path | None) -> loading.TextEncoderSources:

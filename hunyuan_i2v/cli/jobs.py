@@ -52,6 +52,7 @@ def check_for_model(job: Job, plan: checks.ModelPlan) -> None:
     """What the job asks of the model, checked against the model's family (sizes, resolution, CFG)."""
     fam = families.family(plan.family)
     fam.video_size(start_image(job, plan.demo), job.resolution, job.width, job.height)
+    checks.check_upscale(job.upscale, plan, "--upscale" if job.label == "the video" else f"{job.label}: upscale")
     if plan.family == families.HUNYUAN_VIDEO_13B and job.cfg_scale > 1 and not job.negative_prompt:
         raise UserInputError(
             f"cfg scale {job.cfg_scale:g} needs a negative prompt with HunyuanVideo-I2V (13 B); give one, or set the "

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from .. import __version__, families, loading
 from ..hunyuan_video_13b.conditioning import DEFAULT_NEGATIVE_PROMPT
 from ..shared import acceleration, images, sampling, video
+from ..hunyuan_video_15.defaults import SR_NOISE_AUGMENTATION, SR_RESOLUTIONS
 from ..shared.sampling import check_frames
 
 MODELS_ENV = "HUNYUAN_I2V_MODELS"
@@ -24,6 +25,7 @@ SIZE_GRID = 16  # both families' grid for explicit sizes
 TILE_SIZE_RANGE = (0, 1024)  # the Decode node's tile_size widget; 0 = auto, from the free GPU memory
 LORA_STRENGTH_RANGE = (-10.0, 10.0)  # the LoRA node's strength widget
 TEXT_ENCODER_DEVICES = ["gpu", "cpu"]
+UPSCALE_CHOICES = ["off", *SR_RESOLUTIONS]
 
 # What --demo uses for the settings the user did not give: a tiny model makes noise, so small and quick.
 DEMO_DEFAULTS = {"width": 64, "height": 64, "frames": 17, "steps": 4, "dtype": "fp32"}
@@ -175,13 +177,24 @@ PER_VIDEO = [
             "auto: no tiles if the video fits the free GPU memory, else the largest tile that does"),
     Setting("fps", ("--fps",), ranged(float, *video.FPS_RANGE, "fps"), 24.0,
             f"frame rate of the MP4, {video.FPS_RANGE[0]:g} to {video.FPS_RANGE[1]:g} (both models are trained at 24)"),
+    Setting("upscale", ("--upscale",), choice(UPSCALE_CHOICES, "upscale"), "off",
+            "HunyuanVideo-1.5 super-resolution after the base video: 720p after a 480p base, 1080p after a 720p "
+            "base (Tencent's sizes, e.g. 1280x720 -> 1904x1072); needs --sr-transformer and --upsampler"),
+    Setting("sr_noise_augmentation", ("--sr-noise-augmentation",),
+            ranged(float, 0.0, 1.0, "sr noise augmentation"), SR_NOISE_AUGMENTATION,
+            "with --upscale: the share of noise mixed into the upsampled latent (Tencent: 0.7)",
+            aliases=("noise_augmentation",)),
+    Setting("sr_width", ("--sr-width",), _size("sr width"), 0,
+            f"with --upscale: 0 = Tencent's size for the resolution, else a multiple of {SIZE_GRID} above the base"),
+    Setting("sr_height", ("--sr-height",), _size("sr height"), 0,
+            f"with --upscale: 0 = Tencent's size for the resolution, else a multiple of {SIZE_GRID} above the base"),
 ]
 PER_VIDEO_BY_NAME = {s.name: s for s in PER_VIDEO}
 JOB_KEYS = {key: s for s in PER_VIDEO for key in (s.name, *s.aliases)}
 
 # Options that pick model files: --demo builds its own model, so none of them may come with it.
 MODEL_FILE_OPTIONS = ("models", "diffusers", "transformer", "vae", "mllm", "vision", "clip", "comfyui", "tokenizers",
-                      "lora")
+                      "lora", "sr_transformer", "upsampler")
 TEXT_ENCODER_FILE_OPTIONS = ("vision", "clip", "comfyui", "tokenizers")  # only with --mllm
 
 
@@ -228,7 +241,7 @@ def _add_models(parser) -> None:
     env = os.environ.get(MODELS_ENV)
     files.add_argument("--models", default=env, metavar="FOLDER",
                        help=f"ComfyUI-style models folder (diffusers/, diffusion_models/, vae/, text_encoders/, "
-                            f"clip_vision/, loras/) (default: ${MODELS_ENV}, now {env or 'unset'})")
+                            f"clip_vision/, loras/, latent_upscale_models/) (default: ${MODELS_ENV}, now {env or 'unset'})")
     files.add_argument("--diffusers", metavar="FOLDER",
                        help="diffusers folder of either model (in MODELS/diffusers, or a path): gives the text "
                             "encoders, and the transformer and VAE unless set below (default: none)")
@@ -252,6 +265,12 @@ def _add_models(parser) -> None:
     files.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
                        help=f"LoRA file (MODELS/loras); strength {LORA_STRENGTH_RANGE[0]:g} to "
                             f"{LORA_STRENGTH_RANGE[1]:g}, 1 if left out; repeat for several (default: none)")
+    files.add_argument("--sr-transformer", metavar="FILE",
+                       help="with --upscale: the 1.5 super-resolution transformer, hunyuanvideo1.5_{720p,1080p}_sr_"
+                            "distilled (MODELS/diffusion_models) (default: none)")
+    files.add_argument("--upsampler", metavar="FILE",
+                       help="with --upscale: the latent upsampler of the same resolution, hunyuanvideo15_latent_"
+                            "upsampler_{720p,1080p} (MODELS/latent_upscale_models) (default: none)")
 
     model = parser.add_argument_group("how the models run (the loader nodes' settings)")
     model.add_argument("--variant", default="auto", choices=list(loading.VARIANT_CHOICES),

@@ -35,6 +35,7 @@ class Renderer:
     def __init__(self, plan: checks.ModelPlan, args, workdir: Path, progress: Progress):
         self.plan, self.args, self.workdir, self.progress = plan, args, Path(workdir), progress
         self.model = self.vae = self.encoders = None
+        self.sr_model = self.upsampler = None  # loaded with the first job that asks for --upscale
         # Under torchrun every process samples its share of each video; only the first encodes, decodes and
         # writes, so only it loads the VAE and the text encoders.
         self.ranks = getattr(args, "ranks", None)
@@ -81,6 +82,24 @@ class Renderer:
         say(model.describe())
         self.model, self.vae, self.encoders = model, vae, encoders
 
+    def load_super_resolution(self) -> None:
+        """The SR transformer on every process (it samples like the base one) and the upsampler on the first."""
+        if self.sr_model is not None:
+            return
+        from ..hunyuan_video_15 import upsampler as upsampler_module
+
+        args, plan = self.args, self.plan
+        with self.progress.stage("Loading super-resolution models", total=2, unit="part") as bar:
+            bar.set_postfix_str("SR transformer")
+            self.sr_model = loading.load_model(plan.sr_transformer, args.dtype, args.fp8, args.attention, args.offload,
+                                               self.device, compile_blocks=args.compile, ranks=self.ranks)
+            bar.update()
+            if self.first:
+                bar.set_postfix_str("latent upsampler")
+                self.upsampler = upsampler_module.load_upsampler(plan.upsampler, plan.upsampler_kind)
+            bar.update()
+        self.progress.say(self.sr_model.describe())
+
     # ------------------------------------------------------------ one video
 
     def render(self, job: jobs.Job) -> Path | None:
@@ -124,7 +143,7 @@ class Renderer:
             seed=job.seed, steps=job.steps, num_frames=job.frames, flow_shift=job.flow_shift,
             embedded_guidance=job.guidance, cfg_scale=job.cfg_scale, i2v_stability=job.stability,
         )
-        settings, notes = stages.resolve_settings(self.model, requested)
+        settings, notes = stages.resolve_settings(self.model, requested, cond)
         say(f"{cond.width}x{cond.height}, {settings.num_frames} frames, seed {settings.seed}: steps {settings.steps}, "
             f"shift {settings.flow_shift:g}, cfg {settings.cfg_scale:g}, embedded guidance "
             f"{settings.embedded_guidance:g}, cache {job.cache}")
@@ -138,6 +157,8 @@ class Renderer:
         for note in result.notes:
             if note not in notes:  # the memory plan, made once the sampler saw the free memory
                 say(note)
+        if job.upscale != "off":
+            result = self.super_resolution(job, cond, result.latent)
         if not self.first:
             return None
         decode_notes: list[str] = []
@@ -147,6 +168,34 @@ class Renderer:
         for note in decode_notes:
             say(note)
         return frames
+
+    def super_resolution(self, job: jobs.Job, cond, latent: dict):
+        """The base latent -> the SR stage's result (HunyuanVideo-1.5 at 720p or 1080p), with the SR defaults."""
+        self.load_super_resolution()
+        device, say, stage = self.device, self.progress.say, self.progress.stage
+
+        def prepare():
+            with stage(f"Preparing {job.upscale} super-resolution"):
+                return stages.run_super_resolution(
+                    cond, latent, self.upsampler, self.vae, jobs.start_image(job, self.plan.demo), job.upscale,
+                    job.sr_width, job.sr_height, noise_augmentation=job.sr_noise_augmentation, encoders=self.encoders, device=device,
+                )
+
+        sr_cond = prepare() if self.ranks is None else share(self.ranks, prepare)
+        for note in sr_cond.notes[len(cond.notes):]:
+            say(note)
+        requested = SamplingSettings(seed=job.seed, steps=0, num_frames=sr_cond.num_frames, flow_shift=0.0,
+                                     embedded_guidance=0.0, cfg_scale=0.0, i2v_stability=False)
+        settings, notes = stages.resolve_settings(self.sr_model, requested, sr_cond)
+        say(f"Super-resolution {sr_cond.width}x{sr_cond.height}: steps {settings.steps}, shift "
+            f"{settings.flow_shift:g}, cfg {settings.cfg_scale:g}")
+        with stage("Super-resolution sampling", total=settings.steps, unit="step") as bar:
+            result = stages.run_sample(self.sr_model, sr_cond, requested, "off", 0.1, device,
+                                       on_step=self.on_step(bar), free_memory=free_memory(device))
+        for note in result.notes:
+            if note not in notes and "i2v_stability" not in note:
+                say(note)
+        return result
 
     # ------------------------------------------------------------ the file
 

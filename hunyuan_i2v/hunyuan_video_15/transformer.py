@@ -223,6 +223,27 @@ def task_of(in_channels: int, out_channels: int) -> str:
     )
 
 
+def release_from_header(path: str | Path) -> tuple[str, str | None]:
+    """(task "i2v" | "sr", SR output resolution or None) of a single file, from its header alone (no weights read),
+    so the command line can check a file before anything loads."""
+    header = files.check_safetensors(path)
+    keys = [k for k in header if k != "__metadata__"]
+    prefix = files.strip_prefix(keys)
+
+    def shape(name: str) -> list:
+        entry = header.get(prefix + name)
+        if entry is None:
+            raise ModelFileError(f"'{Path(path).name}' lacks '{name}'; it is incomplete or not HunyuanVideo-1.5.")
+        return entry["shape"]
+
+    in_channels = shape("img_in.proj.weight")[1]
+    out_channels = shape("final_layer.linear.weight")[0]
+    task = task_of(in_channels, out_channels)
+    model_type = (header.get("__metadata__") or {}).get("model_type") or ""
+    resolution = next((name for name in defaults.SR_RESOLUTIONS if f"_{name}_sr" in model_type.lower()), None)
+    return task, resolution if task == "sr" else None
+
+
 @dataclass
 class HunyuanVideo15Transformer(LoadedTransformer):
     """``variant`` is the distillation (defaults.PLAIN / CFG_DISTILLED / STEP_DISTILLED, or SR_DISTILLED for the
