@@ -5,6 +5,7 @@
 - ``text_encoders``: Qwen2.5-VL (language part), ByT5 glyph encoder, SigLIP, from a folder or single files
 - ``conditioning``: the system prompt in Qwen's chat template, glyph text, image embeddings, image latent
 - ``sampling``: latent concat with mask, CFG, MeanFlow
+- ``upsampler``: the super-resolution stage's latent upsamplers (720p and 1080p kinds), resize + refine
 - ``defaults``: resolutions, steps, shifts, CFG per release
 - ``lora_keys``: kohya / original LoRA names
 - ``family``: the interface the stages call

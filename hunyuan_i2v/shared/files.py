@@ -46,6 +46,7 @@ _ROLE_MARKERS = (
     ("byt5_text_encoder", ("encoder.block.0.layer.0.SelfAttention.q.weight",)),
     ("clip_vision", ("vision_model.encoder.layers.0.self_attn.q_proj.weight",)),
     ("clip_text", ("text_model.encoder.layers.0.self_attn.q_proj.weight",)),
+    ("hunyuan15_latent_upsampler", ("blocks.0.block.0.conv.weight", "up.0.block.0.conv1.conv.weight")),
 )
 
 ROLE_DESCRIPTIONS = {
@@ -65,6 +66,7 @@ ROLE_DESCRIPTIONS = {
     "llama_text_encoder": "a Llama text encoder (text_encoders), the 13 B model's llava_llama3",
     "clip_vision": "a CLIP vision tower (clip_vision), the 13 B model's llava_llama3_vision",
     "clip_text": "a CLIP text encoder (text_encoders)",
+    "hunyuan15_latent_upsampler": "a HunyuanVideo-1.5 latent upsampler (latent_upscale_models)",
 }
 
 
