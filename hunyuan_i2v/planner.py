@@ -124,6 +124,11 @@ def sample_estimate(transformer, cond, num_frames: int, offload_mode: str | None
         notes.append("The math attention kernel holds every attention score: a fused kernel needs far less.")
     # Latents, the image condition and the noise prediction stay in float32 beside the model.
     latent = 4 * transformer.latent_channels * image * 4
+    if getattr(transformer, "super_resolution", False):
+        # The SR release's extra channels, held twice (before and after the low-resolution half is zeroed), and
+        # the 98-channel model input.
+        extra = transformer.model.config.in_channels - transformer.latent_channels
+        latent += 4 * image * 2 * extra + element * image * transformer.model.config.in_channels
     return Estimate("sample", transformer_weights_on_gpu(transformer, offload_mode, fp8), working + latent, notes)
 
 
@@ -140,6 +145,26 @@ def decode_estimate(vae, latent_shape, tiling: bool, tile_size: int | None) -> E
     # The decoded video and, when tiled, the decoded tiles before they are blended: about 1.3 videos.
     video = 3 * out_frames * out_h * out_w * element
     return Estimate("decode", weight_bytes([vae.model]), int(working + 1.3 * video))
+
+
+def super_resolution_estimate(vae, upsampler, encoders, latent_shape, width: int, height: int) -> Estimate:
+    """The Super-Resolution node's stage: the latent upsampler over the video at the high size (float32), and the
+    VAE encoding the start image there (and SigLIP, when the text encoders are wired)."""
+    _, channels, frames, _, _ = latent_shape
+    latent_h, latent_w = height // vae.spatial_ratio, width // vae.spatial_ratio
+    volume = frames * latent_h * latent_w
+    padded = (frames + 2) * (latent_h + 2) * (latent_w + 2)  # each causal convolution's padded input copy
+    memory = _memory(vae.family)
+    widest = max(p.shape[0] for p in upsampler.model.parameters() if p.ndim == 5)
+    # The upsampler's widest activations in float32: a padded copy and the block's live outputs, plus the
+    # resized input, its result and the caller's copy.
+    per_value = memory.UPSAMPLER_ACTIVATIONS_PER_VALUE[upsampler.kind]
+    upsample = 4 * (widest * (per_value * volume + padded) + 3 * channels * volume)
+    # One frame through the VAE's encoder: its first blocks at full resolution dominate.
+    element = torch.tensor([], dtype=vae.dtype).element_size()
+    encode = memory.ENCODE_ACTIVATIONS_PER_VALUE * vae.model.config.block_out_channels[0] * height * width * element
+    modules = [vae.model, upsampler.model] + ([encoders.image_encoder] if encoders is not None else [])
+    return Estimate("super-resolution", weight_bytes(modules), int(max(upsample, encode)))
 
 
 def encode_estimate(encoders, vae) -> Estimate:

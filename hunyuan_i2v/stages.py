@@ -68,6 +68,24 @@ def sample_memory_request(transformer, cond, requested: SamplingSettings, device
     return max(0, estimate.total - _already_on([transformer.model], device))
 
 
+def super_resolution_memory_request(cond, latent: dict, upsampler, vae, resolution: str, width: int = 0,
+                                    height: int = 0, encoders=None, device=None) -> int:
+    """The Super-Resolution node's need at its target size (0 when the inputs are wrong: the stage says why)."""
+    from .hunyuan_video_15 import super_resolution
+
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if samples is None or samples.ndim != 5 or getattr(cond, "spatial_ratio", None) is None:
+        return 0
+    try:
+        width, height = super_resolution.target_size(samples.shape[-1] * cond.spatial_ratio,
+                                                     samples.shape[-2] * cond.spatial_ratio, resolution, width, height)
+    except UserInputError:
+        return 0
+    estimate = planner.super_resolution_estimate(vae, upsampler, encoders, tuple(samples.shape), width, height)
+    modules = [vae.model, upsampler.model] + ([encoders.image_encoder] if encoders is not None else [])
+    return max(0, estimate.total - _already_on(modules, device))
+
+
 def decode_memory_request(vae, latent: dict, tiling: bool = True, tile_size: int | None = None, device=None) -> int:
     """Tile size 0 ("auto") asks for an untiled decode; the tile is then chosen against what is free."""
     samples = latent.get("samples") if isinstance(latent, dict) else None

@@ -72,6 +72,8 @@ class HunyuanI2VSuperResolution:
     def prepare(self, conditioning, latent, upsampler, vae, image, resolution, width, height, noise_augmentation,
                 text_encoders=None, unique_id=None):
         device = comfy.torch_device()
+        comfy.make_room_on_device(device, stages.super_resolution_memory_request(
+            conditioning, latent, upsampler, vae, resolution, width, height, text_encoders, device))
         comfy.check_interrupt()
         cond = stages.run_super_resolution(
             conditioning, latent, upsampler, vae, image, resolution, width, height, noise_augmentation, text_encoders,

@@ -226,3 +226,77 @@ def test_regional_compilation_is_an_option_off_by_default(comfy_models15, monkey
     compiled.clear()
     run_node("HunyuanI2VLoadTransformer", **transformer_inputs("[diffusers] tiny15"))
     assert not compiled
+
+
+# ---------------------------------------------------------------- HunyuanVideo-1.5 super-resolution
+
+SR_SIZES = [(2, 16, 24), (3, 24, 40), (5, 32, 48)]  # latent frames, height, width at the high size
+
+
+def sr_transformer_and_cond(frames, height, width, text=600):
+    """A small SR transformer (98 channels at full size: 3 x 4 + 2 here) and an SR conditioning at the given size."""
+    from types import SimpleNamespace
+
+    from diffusers import HunyuanVideo15Transformer3DModel
+
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import super_resolution
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15.attention import use_key_mask_attention
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15.conditioning import PromptEmbedding
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15.transformer import HunyuanVideo15Transformer
+
+    torch.manual_seed(0)
+    model = HunyuanVideo15Transformer3DModel(
+        in_channels=14, out_channels=4, num_attention_heads=4, attention_head_dim=64, num_layers=2,
+        num_refiner_layers=2, text_embed_dim=32, text_embed_2_dim=16, image_embed_dim=24, rope_axes_dim=(16, 24, 24),
+        use_meanflow=True,
+    ).eval()
+    use_key_mask_attention(model)
+    loaded = HunyuanVideo15Transformer(model, "hunyuan_video_15", "sr_distilled", "test", torch.float32,
+                                       resolution="720p")
+    prompt = PromptEmbedding(torch.randn(1, text, 32), torch.cat([torch.ones(1, 40), torch.zeros(1, text - 40)], 1),
+                             torch.randn(1, memory15.GLYPH_TOKENS, 16), torch.zeros(1, memory15.GLYPH_TOKENS))
+    cond = super_resolution.SRConditioning(
+        prompt, prompt, torch.randn(1, memory15.SIGLIP_TOKENS, 24), torch.randn(1, 4, 1, height, width),
+        width * 16, height * 16, torch.zeros(1, 1, 1, 3), 1.0, 16, 4, low_res=torch.randn(1, 4, frames, height, width),
+        resolution="720p", base_width=width * 8, base_height=height * 8,
+    )
+    return loaded, cond, SimpleNamespace
+
+
+@pytest.mark.parametrize("frames,height,width", SR_SIZES)
+def test_super_resolution_sampling_estimate_matches_measured_peak(frames, height, width):
+    """The SR release's whole sampling loop (one step), its 98-channel inputs and both condition copies included."""
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import family
+    from hyv_pack.hunyuan_i2v.shared.sampling import SamplingSettings
+
+    model, cond, _ = sr_transformer_and_cond(frames, height, width)
+    settings = SamplingSettings(seed=0, steps=1, num_frames=cond.num_frames, flow_shift=2.0, cfg_scale=1.0)
+    with torch.no_grad():
+        measured = allocated_peak(lambda: family.sample(model, cond, settings, "cpu"))
+    estimate = planner.sample_estimate(model, cond, cond.num_frames, offload_mode="model")
+    assert abs(estimate.activations - measured) <= 0.15 * measured, (estimate.activations, measured)
+
+
+@pytest.mark.parametrize("kind", ["720p", "1080p"])
+@pytest.mark.parametrize("frames,height,width", SR_SIZES)
+def test_super_resolution_prepare_estimate_matches_measured_peak(kind, frames, height, width):
+    """The Super-Resolution node: the latent upsampler at the high size, and the VAE encoding the start image."""
+    from types import SimpleNamespace
+
+    from diffusers import AutoencoderKLHunyuanVideo15
+
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import upsampler as up
+
+    torch.manual_seed(0)
+    network = up.Upsampler720p(32, 32, 64, 3) if kind == "720p" else up.Upsampler1080p(32, 32, (64, 128), 1)
+    upsampler = up.LatentUpsampler(network.eval(), kind, "test")
+    vae_model = AutoencoderKLHunyuanVideo15(block_out_channels=(32, 64, 64, 64, 64), latent_channels=32,
+                                            layers_per_block=1).eval()
+    vae = SimpleNamespace(model=vae_model, spatial_ratio=16, family="hunyuan_video_15", dtype=torch.float32)
+    low = torch.randn(1, 32, frames, height // 2, width // 2)
+    pixels = torch.randn(1, 3, 1, height * 16, width * 16)
+    with torch.no_grad():
+        measured = max(allocated_peak(lambda: up.upsample_latent(low, upsampler, height * 16, width * 16)),
+                       allocated_peak(lambda: vae_model.encode(pixels)))
+    estimate = planner.super_resolution_estimate(vae, upsampler, None, tuple(low.shape), width * 16, height * 16)
+    assert abs(estimate.activations - measured) <= 0.15 * measured, (estimate.activations, measured)

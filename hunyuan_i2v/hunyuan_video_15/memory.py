@@ -47,3 +47,9 @@ def attention_scores_bytes(config, image_tokens: int, text_tokens: int, element:
 # Full-resolution activations alive in the decoder's last up block per (channel x frame x pixel):
 # its resnets' inputs, norms and convolutions; measured on CPU with the profiler.
 DECODE_ACTIVATIONS_PER_VALUE = 5.6
+
+# The latent upsampler's live float32 activations per (widest channel x latent value) at its peak beside the padded
+# input copy (the 1080p kind's ResNet blocks hold norms and a shortcut too), and the VAE encoder's per (first block
+# channel x pixel) for one frame; measured on CPU with the profiler (tests/test_planner.py).
+UPSAMPLER_ACTIVATIONS_PER_VALUE = {"720p": 1.5, "1080p": 3.0}
+ENCODE_ACTIVATIONS_PER_VALUE = 6.1

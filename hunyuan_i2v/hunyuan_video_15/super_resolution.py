@@ -136,7 +136,13 @@ def prepare(
     image_latent = vae.encode_image(processor.preprocess(start, height=height, width=width))
     image_embeds = cond.image_embeds
     if encoders is not None:
-        image_embeds = conditioning.vision_states(encoders, start)
+        # Tencent crops SigLIP's view to the high-resolution bucket closest to the image's own aspect (the
+        # video's bucket follows the base video's aspect instead; they differ only for images between buckets).
+        buckets = bucket_sizes(defaults.SR_RESOLUTIONS[resolution], defaults.MODEL_GRID)
+        aspect = image.height / image.width
+        view_w, view_h = min(buckets, key=lambda size: abs(round(size[1] / size[0], 5) - aspect))
+        view = processor.resize(image, height=view_h, width=view_w, resize_mode="crop")
+        image_embeds = conditioning.vision_states(encoders, view)
     else:
         notes.append("SigLIP tokens: the base stage's (Tencent's SR pipeline reads the image cropped at the high size).")
     low_res = upsample(base_latent.float(), height, width)
