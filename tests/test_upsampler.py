@@ -171,11 +171,13 @@ def test_release_root_with_both_kinds_picks_by_target(tmp_path):
 def test_global_residual_from_tencent_config(tmp_path):
     """Tencent's 720p class adds its input back when config.json says so; ComfyUI's loader always leaves it off."""
     state = original_state("720p")
-    loaded = up.load_upsampler(write_tencent(tmp_path, "720p", state, global_residual=True))
+    folder = write_tencent(tmp_path, "720p", state, global_residual=True)
     x = resize_per_frame(low_latent(), SR)
-    with torch.no_grad():
-        got = loaded.model(x)
-    torch.testing.assert_close(got, reference_forward("720p", state, x, global_residual=True), atol=1e-5, rtol=1e-5)
+    expected = reference_forward("720p", state, x, global_residual=True)
+    for path in (folder, folder / up.WEIGHTS_FILE):  # the folder, or its weights file picked on its own
+        with torch.no_grad():
+            got = up.load_upsampler(path).model(x)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_wrapper_prefix_is_stripped(tmp_path):

@@ -255,8 +255,13 @@ def load_upsampler(path: str | Path, target: str | None = None) -> LatentUpsampl
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"'{path}' does not exist. Pick {_EXPECTED}.")
-    weights, config_path = _folder_files(path, target) if path.is_dir() else (path, None)
-    source = f"'{path.name}'" if weights == path else f"Tencent's latent upsampler folder '{weights.parent.name}'"
+    if path.is_dir():
+        weights, config_path = _folder_files(path, target)
+    else:  # Tencent's weights file picked on its own still takes the config.json beside it
+        beside = path.parent / "config.json"
+        weights, config_path = path, beside if path.name == WEIGHTS_FILE and beside.is_file() else None
+    source = (f"Tencent's latent upsampler folder '{weights.parent.name}'" if weights.name == WEIGHTS_FILE
+              else f"'{weights.name}'")
     keys = files.tensor_keys(weights)  # refuses what is not safetensors, in a sentence
     prefix = files.strip_prefix(keys)
     kind = detect_kind(k[len(prefix):] for k in keys)
