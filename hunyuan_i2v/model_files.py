@@ -202,7 +202,9 @@ def names_for(family: str, part: str) -> list[str]:
 
 
 def shown_size(size: int) -> str:
-    return f"{size / GB:.1f} GB" if size >= GB / 10 else f"{size / 1e6:.0f} MB"
+    if size >= GB / 10:
+        return f"{size / GB:.1f} GB"
+    return f"{size / 1e6:.0f} MB" if size >= 1_000_000 else f"{size:,} bytes"
 
 
 # ---------------------------------------------------------------------------- the README's tables

@@ -17,7 +17,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from .. import model_files
 from ..errors import UserInputError
@@ -177,7 +177,8 @@ def _plan(file: model_files.ModelFile, models: Path, tolerate_offline: bool) -> 
     hub = _hub()
     endpoint = _endpoint()
     destination = models / file.folder / file.name
-    url = hub.hf_hub_url(file.repo, file.path, revision=model_files.REVISION, endpoint=endpoint)
+    # Built here: hf_hub_url's template holds the endpoint of the moment huggingface_hub was imported.
+    url = f"{endpoint}/{file.repo}/resolve/{model_files.REVISION}/{quote(file.path)}"
     try:
         meta = hub.get_hf_file_metadata(url, endpoint=endpoint)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence
