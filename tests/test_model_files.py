@@ -80,6 +80,9 @@ def test_readme_tables_are_the_tables_of_the_table():
     assert readme == model_files.replace_readme_tables(readme), "run: python tools/make_model_tables.py"
     for file in model_files.FILES:
         assert f"[`{file.name}`]({file.url}) | `{file.folder}/`" in readme
+    for family, label in (("1.5", "1.5"), ("13b", "13 B")):
+        releases = model_files.RELEASES[model_files.FAMILY_OPTIONS[family]]
+        assert all(f"`{r}`" in readme.split("Releases:")[1].split("\n\n")[0] for r in releases), family
 
 
 def test_every_entry_is_a_comfyui_file_on_the_hub():
