@@ -21,6 +21,8 @@ class HubStandIn:
         self.errors: dict[str, tuple[int, str]] = {}  # same keys -> (status, X-Error-Code)
         self.cut_after: dict[str, int] = {}  # same keys -> bytes sent before the first GET is cut off
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
+        self.authorization: dict[str, list[str | None]] = {}  # path -> the Authorization header of each request
+        self.cdn = False  # True: /resolve/ answers 302 to /cdn/ on "localhost", as the Hub sends LFS files to a CDN
         self._lock = threading.Lock()
         stand_in = self
 
@@ -54,7 +56,20 @@ class HubStandIn:
         byte_range = handler.headers.get("Range")
         with self._lock:
             self.requests.append(("HEAD" if head else "GET", path, byte_range))
+            self.authorization.setdefault(path, []).append(handler.headers.get("Authorization"))
             cut = None if head else self.cut_after.pop(path, None)
+        if self.cdn and "/resolve/" in path and path in self.files:
+            content = self.files[path]
+            handler.send_response(302)
+            handler.send_header("Location", f"http://localhost:{self.server.server_address[1]}/cdn{path}")
+            handler.send_header("X-Repo-Commit", COMMIT)
+            handler.send_header("X-Linked-Size", str(len(content)))
+            handler.send_header("X-Linked-Etag", f'"{len(content):x}"')
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        if path.startswith("/cdn/"):
+            path = path[len("/cdn"):]
         if path in self.errors or path not in self.files:
             status, code = self.errors.get(path, (404, "EntryNotFound"))
             handler.send_response(status)

@@ -277,3 +277,18 @@ def test_a_progress_bar_per_file(hub, tmp_path, capsys, monkeypatch):
     assert code == 0, err
     for file in files:
         assert any(file.name[-30:] in line and "100%" in line for line in err.replace("\r", "\n").splitlines())
+
+
+def test_follows_the_hubs_redirect_to_a_cdn_without_the_token(hub, tmp_path, capsys, monkeypatch):
+    """Large files: the Hub answers 302 to a CDN with the size in X-Linked-Size; the token stays with the Hub."""
+    monkeypatch.setenv("HF_TOKEN", "hf_stand_in_token")
+    hub.cdn = True
+    files = release_files()
+    keys = serve_release(hub, files)
+    models = tmp_path / "models"
+    code, _, err = run(RELEASE_ARGS, models, capsys)
+    assert code == 0, err
+    for file in files:
+        assert (models / file.relative_path).read_bytes() == content_for(file)
+        assert hub.authorization[keys[file.name]][0] == "Bearer hf_stand_in_token"  # the metadata request
+        assert hub.authorization["/cdn" + keys[file.name]] == [None]  # the bytes
