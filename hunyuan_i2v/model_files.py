@@ -97,7 +97,8 @@ FILES: tuple[ModelFile, ...] = (
     *_transformers_15("720p_i2v", ("fp16",), templates=("fp16",)),
     *_transformers_15("720p_i2v_cfg_distilled", ("fp16", "fp8_scaled"), note="CFG-distilled: set the loader's variant"),
     # Super-resolution: 480p videos go to 720p, 720p videos to 1080p.
-    *_transformers_15("720p_sr_distilled", ("fp16", "fp8_scaled"), part=SR_TRANSFORMER, note="upscales 480p videos to 720p"),
+    *_transformers_15("720p_sr_distilled", ("fp16", "fp8_scaled"), part=SR_TRANSFORMER,
+                      note="upscales 480p videos to 720p"),
     *_transformers_15("1080p_sr_distilled", ("fp16", "fp8_scaled"), part=SR_TRANSFORMER, templates=("fp16",),
                       note="upscales 720p videos to 1080p"),
     _15("hunyuanvideo15_latent_upsampler_720p.safetensors", "latent_upscale_models", 0.09, UPSAMPLER, "720p_sr",
@@ -172,9 +173,9 @@ def shared_files(family: str, *, text_encoder_fp8: bool = False) -> list[ModelFi
     chosen = []
     for part in (VAE, TEXT_ENCODER, VISION, TEXT_ENCODER_2):
         candidates = [f for f in FILES if f.family == family and f.part == part and not f.release]
-        wanted = "fp8_scaled" if text_encoder_fp8 else None
-        plain = [f for f in candidates if f.precision != "fp8_scaled"] or candidates
-        chosen.append(_pick(candidates, wanted) if text_encoder_fp8 else plain[0])
+        fp8 = [f for f in candidates if f.precision == "fp8_scaled"]
+        plain = [f for f in candidates if f.precision != "fp8_scaled"]
+        chosen.append((fp8 if text_encoder_fp8 and fp8 else plain or candidates)[0])
     return chosen
 
 
@@ -209,7 +210,8 @@ def shown_size(size: int) -> str:
 
 # ---------------------------------------------------------------------------- the README's tables
 
-README_BEGIN = "<!-- model files: {family} (generated from hunyuan_i2v/model_files.py; python tools/make_model_tables.py) -->"
+README_BEGIN = ("<!-- model files: {family} (generated from hunyuan_i2v/model_files.py; "
+                "python tools/make_model_tables.py) -->")
 README_END = "<!-- end of model files: {family} -->"
 
 

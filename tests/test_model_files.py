@@ -152,3 +152,10 @@ def test_the_loader_tooltips_name_the_tables_files(monkeypatch):
     transformer_tip = NODES["HunyuanI2VLoadTransformer"].INPUT_TYPES()["required"]["model_name"][1]["tooltip"]
     for name in model_files.names_for(model_files.HUNYUAN_VIDEO_13B, model_files.TRANSFORMER):
         assert name in transformer_tip
+
+
+def test_the_tables_family_names_are_the_engines():
+    from hyv_pack.hunyuan_i2v import families
+
+    assert (model_files.HUNYUAN_VIDEO_15, model_files.HUNYUAN_VIDEO_13B) == (
+        families.HUNYUAN_VIDEO_15, families.HUNYUAN_VIDEO_13B)
