@@ -37,6 +37,7 @@ class Planned:
     size: int  # the Hub's size, or the table's when the Hub could not be asked (dry run only)
     exact: bool
     location: str = ""  # where the bytes are (the Hub's redirect), from the metadata request
+    problem: str = ""  # why the Hub could not be asked (dry run only)
     present: bool = False
     resume_from: int = 0
 
@@ -185,8 +186,7 @@ def _plan(file: model_files.ModelFile, models: Path, tolerate_offline: bool) -> 
         problem = _explain(exc, file, endpoint)
         if not tolerate_offline:
             raise problem from None
-        entry = Planned(file, destination, file.size, exact=False)
-        entry.location = str(problem)
+        entry = Planned(file, destination, file.size, exact=False, problem=str(problem))
     else:
         entry = Planned(file, destination, meta.size if meta.size is not None else file.size,
                         exact=meta.size is not None, location=meta.location or url)
@@ -214,7 +214,7 @@ def _show(plan: list[Planned], models: Path, say, dry_run: bool) -> None:
             state = "would fetch" if dry_run else "to fetch"
         approx = "" if entry.exact else " (about; the Hub could not be asked)"
         say(f"  {entry.file.relative_path:<{width}}  {_size(entry.size):>8}{approx}  {state}")
-    unknown = next((p.location for p in plan if not p.exact), None)
+    unknown = next((p.problem for p in plan if not p.exact), None)
     if unknown:
         say(f"Sizes marked 'about' are the table's: {unknown}")
     say(f"To fetch: {_size(sum(p.to_fetch for p in plan))} of {_size(sum(p.size for p in plan))}.")
