@@ -20,6 +20,7 @@ class HubStandIn:
         self.files: dict[str, bytes] = {}  # "/{repo}/resolve/main/{path}" -> content
         self.errors: dict[str, tuple[int, str]] = {}  # same keys -> (status, X-Error-Code)
         self.cut_after: dict[str, int] = {}  # same keys -> bytes sent before the first GET is cut off
+        self.refuse_ranges: dict[str, int] = {}  # same keys -> the status a GET with a Range header gets
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.authorization: dict[str, list[str | None]] = {}  # path -> the Authorization header of each request
         self.cdn = False  # True: /resolve/ answers 302 to /cdn/ on "localhost", as the Hub sends LFS files to a CDN
@@ -70,8 +71,9 @@ class HubStandIn:
             return
         if path.startswith("/cdn/"):
             path = path[len("/cdn"):]
-        if path in self.errors or path not in self.files:
-            status, code = self.errors.get(path, (404, "EntryNotFound"))
+        refused = None if head or not byte_range else self.refuse_ranges.get(path)
+        if path in self.errors or path not in self.files or refused:
+            status, code = (refused, "") if refused else self.errors.get(path, (404, "EntryNotFound"))
             handler.send_response(status)
             handler.send_header("X-Error-Code", code)
             handler.send_header("X-Repo-Commit", COMMIT)

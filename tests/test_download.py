@@ -122,26 +122,25 @@ def test_resumes_the_part_file_an_earlier_run_left(hub, tmp_path, capsys):
     assert not partial.exists()
 
 
-def test_a_cut_connection_that_does_not_recover_keeps_the_part_file(hub, tmp_path, capsys, monkeypatch):
-    """The next run resumes what arrived; the message says so in a sentence."""
-    import huggingface_hub.file_download as hf_download
-
+def test_a_cut_connection_that_does_not_recover_keeps_the_part_file(hub, tmp_path, capsys):
+    """huggingface_hub retries a cut connection while bytes keep arriving; when the server then fails, what arrived
+    stays in the .part file, the message says so in a sentence, and the next run resumes it."""
     files = release_files()
     keys = serve_release(hub, files)
     transformer = files[0]
-    hub.cut_after[keys[transformer.name]] = 2 * CHUNK
-    real_http_get = hf_download.http_get
-    monkeypatch.setattr(hf_download, "http_get", lambda *a, **k: real_http_get(*a, **k, _nb_retries=0))
+    key = keys[transformer.name]
+    hub.cut_after[key] = 2 * CHUNK
+    hub.refuse_ranges[key] = 503
     models = tmp_path / "models"
     code, _, err = run(RELEASE_ARGS, models, capsys)
     assert code == 2
-    assert "next run resumes" in err and err.count("\n") == 1
+    assert "503" in err and "next run resumes" in err and err.count("\n") == 1
     partial = models / transformer.folder / (transformer.name + ".part")
     assert partial.stat().st_size == 2 * CHUNK
-    monkeypatch.setattr(hf_download, "http_get", real_http_get)
+    del hub.refuse_ranges[key]
     code, _, err = run(RELEASE_ARGS, models, capsys)
     assert code == 0, err
-    assert hub.gets(keys[transformer.name])[-1] == f"bytes={2 * CHUNK}-"
+    assert hub.gets(key)[-1] == f"bytes={2 * CHUNK}-"
     assert (models / transformer.relative_path).read_bytes() == content_for(transformer)
 
 

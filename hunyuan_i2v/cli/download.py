@@ -245,17 +245,24 @@ def _fetch(entry: Planned, say, quiet: bool) -> None:
         headers.pop("authorization", None)  # the bytes come from a CDN: the token stays with the Hub
     start = entry.resume_from
     mode = "r+b" if start else "wb"
+    # Transport errors come after huggingface_hub's own retries (it resumes while bytes keep arriving); an HTTP
+    # error status is not retried.
+    stopped = _network_errors() + (hub.errors.HfHubHTTPError,)
     if not quiet:
         say(f"{file.relative_path}: {'resuming at ' + _size(start) if start else 'fetching'} ({_size(entry.size)})")
     try:
         with open(entry.partial, mode) as out:
             out.seek(start)
             out.truncate()
-            progress = None if not quiet else _silent_bar()
+            bar = {"tqdm_class": _silent_bar()} if quiet else {}
             http_get(entry.location, out, resume_size=start, headers=headers, expected_size=entry.size,
-                     displayed_filename=file.name, **({"tqdm_class": progress} if progress else {}))
+                     displayed_filename=file.name, **bar)
     except KeyboardInterrupt:
         raise DownloadError(f"Stopped; {entry.partial} keeps what arrived and the same command resumes it.") from None
+    except stopped as exc:
+        kept = entry.partial.stat().st_size if entry.partial.exists() else 0
+        raise DownloadError(f"{str(_explain(exc, file, endpoint)).rstrip('.')}; {_size(kept)} of {file.name} are "
+                            f"kept in {entry.partial.name} and the next run resumes from there.") from None
     except OSError as exc:
         if exc.errno is not None and exc.errno == 28:  # ENOSPC
             raise DownloadError(f"The disk filled up while writing {entry.partial}; free some space and run the "
@@ -264,13 +271,7 @@ def _fetch(entry: Planned, say, quiet: bool) -> None:
             entry.partial.unlink(missing_ok=True)
             raise DownloadError(f"{file.name} arrived with the wrong size; the partial file was removed, run the "
                                 "same command again.") from None
-        if isinstance(exc, hub.errors.HfHubHTTPError):
-            raise _explain(exc, file, endpoint) from None
         raise DownloadError(f"Could not write {entry.partial}: {exc.strerror or exc}.") from None
-    except Exception as exc:  # noqa: BLE001 - the network's errors, as a sentence
-        kept = entry.partial.stat().st_size if entry.partial.exists() else 0
-        raise DownloadError(f"{str(_explain(exc, file, endpoint)).rstrip('.')}; {_size(kept)} of {file.name} are "
-                            f"kept in {entry.partial.name} and the next run resumes from there.") from None
     if entry.partial.stat().st_size != entry.size:
         raise DownloadError(f"{entry.partial} is {_size(entry.partial.stat().st_size)}, not {_size(entry.size)}; "
                             "run the same command again to resume it.")
