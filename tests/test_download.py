@@ -233,8 +233,16 @@ def test_no_network_is_one_sentence(hub, tmp_path, capsys, monkeypatch):
     assert code == 2
     assert "Could not reach" in err and err.count("\n") == 1
     # The dry run still lists the files, with the table's approximate sizes.
+    import huggingface_hub
+
+    asked = []
+    real_metadata = huggingface_hub.get_hf_file_metadata
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata",
+                        lambda *a, **k: asked.append(a) or real_metadata(*a, **k))
     code, out, _ = run([*RELEASE_ARGS, "--dry-run"], tmp_path / "models", capsys)
-    assert code == 0 and "about" in out and "Could not reach" in out
+    assert code == 0 and "Could not reach" in out
+    assert out.count("about;") == len(release_files())
+    assert len(asked) == 1  # not once per file: each try can wait for a timeout
 
 
 def test_offline_mode_is_one_sentence(hub, tmp_path, capsys, monkeypatch):

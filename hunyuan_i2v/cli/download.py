@@ -38,6 +38,7 @@ class Planned:
     exact: bool
     location: str = ""  # where the bytes are (the Hub's redirect), from the metadata request
     problem: str = ""  # why the Hub could not be asked (dry run only)
+    unreachable: bool = False  # the problem is the network's, not this file's
     present: bool = False
     resume_from: int = 0
 
@@ -99,7 +100,12 @@ def run(args, say=print) -> int:
     if models.exists() and not models.is_dir():
         raise DownloadError(f"--models {models} is a file; give the ComfyUI models folder.")
     files = choose_files(args)
-    plan = [_plan(file, models, tolerate_offline=args.dry_run) for file in files]
+    plan: list[Planned] = []
+    unreachable = ""  # once the Hub cannot be reached, a dry run stops asking (each try may wait for a timeout)
+    for file in files:
+        plan.append(_plan(file, models, tolerate_offline=args.dry_run, unreachable=unreachable))
+        if plan[-1].problem and plan[-1].unreachable:
+            unreachable = plan[-1].problem
     _show(plan, models, say, args.dry_run)
     if args.dry_run:
         return 0
@@ -174,19 +180,22 @@ def _explain(exc: BaseException, file: model_files.ModelFile, endpoint: str) -> 
     return DownloadError(f"Could not fetch {file.name} from {endpoint}: {exc}")
 
 
-def _plan(file: model_files.ModelFile, models: Path, tolerate_offline: bool) -> Planned:
+def _plan(file: model_files.ModelFile, models: Path, tolerate_offline: bool, unreachable: str = "") -> Planned:
     hub = _hub()
     endpoint = _endpoint()
     destination = models / file.folder / file.name
     # Built here: hf_hub_url's template holds the endpoint of the moment huggingface_hub was imported.
     url = f"{endpoint}/{file.repo}/resolve/{model_files.REVISION}/{quote(file.path)}"
     try:
+        if unreachable:
+            raise _Unreachable(unreachable)
         meta = hub.get_hf_file_metadata(url, endpoint=endpoint)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence
-        problem = _explain(exc, file, endpoint)
+        problem = str(exc) if isinstance(exc, _Unreachable) else str(_explain(exc, file, endpoint))
         if not tolerate_offline:
-            raise problem from None
-        entry = Planned(file, destination, file.size, exact=False, problem=str(problem))
+            raise DownloadError(problem) from None
+        network = isinstance(exc, (_Unreachable, hub.errors.OfflineModeIsEnabled) + _network_errors())
+        entry = Planned(file, destination, file.size, exact=False, problem=problem, unreachable=network)
     else:
         entry = Planned(file, destination, meta.size if meta.size is not None else file.size,
                         exact=meta.size is not None, location=meta.location or url)
@@ -196,6 +205,10 @@ def _plan(file: model_files.ModelFile, models: Path, tolerate_offline: bool) -> 
         done = entry.partial.stat().st_size
         entry.resume_from = done if done <= entry.size else 0  # a longer .part is of another version: start over
     return entry
+
+
+class _Unreachable(Exception):
+    """The Hub could not be reached for an earlier file of the same run."""
 
 
 def _size(size: int) -> str:
