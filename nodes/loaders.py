@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..hunyuan_i2v import loading
+from ..hunyuan_i2v import loading, model_files as files
 from ..hunyuan_i2v.parallel import pool
 from ..hunyuan_i2v.shared import acceleration
 from . import comfy_bridge as comfy
@@ -13,6 +13,12 @@ from .types import CATEGORY, MODEL, TEXT_ENCODERS, VAE
 DIFFUSERS_TAG = "[diffusers] "
 MAX_GPUS = 8
 FROM_FOLDER = "(from the diffusers folder)"
+
+
+def _names(part: str) -> str:
+    """The files of a part, both families, from the engine's table (the README and the workflows use it too)."""
+    return "; ".join(f"{', '.join(files.names_for(family, part))} ({label})"
+                     for family, label in ((files.HUNYUAN_VIDEO_15, "1.5"), (files.HUNYUAN_VIDEO_13B, "13 B")))
 
 
 def _choices(kind: str) -> list[str]:
@@ -25,6 +31,15 @@ def _resolve(kind: str, choice: str) -> Path:
     if choice.startswith(DIFFUSERS_TAG):
         return comfy.resolve_model_path("diffusers", choice[len(DIFFUSERS_TAG):])
     return comfy.resolve_model_path(kind, choice)
+
+
+TRANSFORMER_TIP = (
+    "Transformer file or diffusers folder. ComfyUI's files: hunyuanvideo1.5_{480p,720p}_i2v[_cfg_distilled, "
+    "_step_distilled]_{fp16,fp8_scaled}.safetensors (1.5, e.g. "
+    f"{files.release_files(files.HUNYUAN_VIDEO_15, '480p_step_distilled')[0].name}); "
+    f"{', '.join(files.names_for(files.HUNYUAN_VIDEO_13B, files.TRANSFORMER))} (13 B v2, v1). "
+    "`hunyuan-i2v download` fetches them."
+)
 
 
 class HunyuanI2VLoadTransformer:
@@ -43,7 +58,7 @@ class HunyuanI2VLoadTransformer:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model_name": (_choices("diffusion_models"), {"tooltip": "Transformer file or diffusers folder."}),
+                "model_name": (_choices("diffusion_models"), {"tooltip": TRANSFORMER_TIP}),
                 "weight_dtype": (list(acceleration.DTYPES), {"default": "bf16", "tooltip": "Compute precision. bf16 is what the models were trained in; fp16 can overflow to black frames."}),
                 "fp8_storage": ("BOOLEAN", {"default": False, "tooltip": "Store weights in fp8 (half the memory of bf16), upcast per layer while computing."}),
                 "attention": (list(acceleration.ATTENTION_BACKENDS), {"default": "native (PyTorch SDPA)", "tooltip": "Attention kernel, tried on your GPU before the weights load. Others than native need their package installed. Both families mask their padded prompt: flash-attn and sageattention switch to their varlen kind, sdpa flash to sdpa efficient; the info says which kernel runs."}),
@@ -84,7 +99,7 @@ class HunyuanI2VLoadVAE:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "vae_name": (_choices("vae"), {"tooltip": "hunyuanvideo15_vae_fp16.safetensors (1.5), hunyuan_video_vae_bf16.safetensors (13 B), or a diffusers folder."}),
+                "vae_name": (_choices("vae"), {"tooltip": f"{_names(files.VAE)}, or a diffusers folder."}),
                 "dtype": (list(acceleration.DTYPES), {"default": "bf16", "tooltip": "bf16 saves memory; fp32 is exact but twice the size."}),
             }
         }
@@ -110,9 +125,9 @@ class HunyuanI2VLoadTextEncoders:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "text_encoder": (_choices("text_encoders"), {"tooltip": "The language model: qwen_2.5_vl_7b (1.5) or llava_llama3 (13 B), or a diffusers folder holding every encoder."}),
-                "vision": ([FROM_FOLDER] + comfy.list_model_files("clip_vision"), {"default": FROM_FOLDER, "tooltip": "sigclip_vision_patch14_384 (1.5) or llava_llama3_vision (13 B); needed when text_encoder is a single file."}),
-                "text_encoder_2": ([FROM_FOLDER] + comfy.list_model_files("text_encoders"), {"default": FROM_FOLDER, "tooltip": "byt5_small_glyphxl (1.5, reads quoted text in the prompt) or clip_l (13 B); needed when text_encoder is a single file."}),
+                "text_encoder": (_choices("text_encoders"), {"tooltip": f"The language model: {_names(files.TEXT_ENCODER)}; or a diffusers folder holding every encoder."}),
+                "vision": ([FROM_FOLDER] + comfy.list_model_files("clip_vision"), {"default": FROM_FOLDER, "tooltip": f"{_names(files.VISION)}; needed when text_encoder is a single file."}),
+                "text_encoder_2": ([FROM_FOLDER] + comfy.list_model_files("text_encoders"), {"default": FROM_FOLDER, "tooltip": f"{_names(files.TEXT_ENCODER_2)}; needed when text_encoder is a single file. ByT5 reads text in double quotes in the prompt."}),
                 "dtype": (list(acceleration.DTYPES), {"default": "bf16"}),
                 "fp8_storage": ("BOOLEAN", {"default": False, "tooltip": "Store the language model's weights in fp8 (about half the memory of bf16), upcast per layer while encoding."}),
                 "device": (["gpu", "cpu"], {"default": "gpu", "tooltip": "cpu keeps the 7-8 B language model off the GPU: slower encode, no VRAM used."}),

@@ -35,6 +35,7 @@ def load_pack():
 
 
 PACK = load_pack()
+MODEL_FILES = importlib.import_module("hyv_pack.hunyuan_i2v.model_files")
 NODES = PACK.NODE_CLASS_MAPPINGS
 DISPLAY = PACK.NODE_DISPLAY_NAME_MAPPINGS
 
@@ -227,6 +228,11 @@ def build(workflow: Workflow) -> tuple[dict, dict]:
             "properties": {} if node.type == "MarkdownNote" else {"Node name for S&R": node.type},
             "widgets_values": values,
         }
+        # The frontend's missing-model panel: each file's folder and a Download button (from the engine's table).
+        models = [MODEL_FILES.BY_NAME[value].workflow_entry() for value in values
+                  if isinstance(value, str) and value in MODEL_FILES.BY_NAME]
+        if models:
+            ui_node["properties"]["models"] = models
         if node.title:
             ui_node["title"] = node.title
         if node.color:

@@ -3,6 +3,7 @@
     hunyuan-i2v generate --image in.png --prompt "..." --output out.mp4 --models ~/ComfyUI/models ...
     hunyuan-i2v batch jobs.jsonl --output-dir videos/ --models ~/ComfyUI/models ...
     hunyuan-i2v generate --demo --output demo.mp4      # tiny random model: output is noise
+    hunyuan-i2v download --family 1.5 --release 480p_step_distilled --models ~/ComfyUI/models
     torchrun --nproc_per_node 4 -m hunyuan_i2v generate ...   # one video on 4 GPUs
 
 (``python -m hunyuan_i2v`` from the repository folder is the same command.)
@@ -21,7 +22,7 @@ import torch
 
 from ..errors import UserInputError
 from ..parallel import ranks
-from . import batch, checks, jobs, options
+from . import batch, checks, download, jobs, options
 from .progress import Progress, quiet_libraries
 from .render import Renderer, VideoRescued
 
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args.ranks = None
     succeeded = False
     try:
+        if args.command == "download":  # fetches files; none of the video settings below apply
+            return download.run(args)
         given = options.given_options(parser, args.command, argv)
         checks.check_combinations(args, given)
         checks.apply_demo_defaults(args, given)

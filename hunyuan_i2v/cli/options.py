@@ -18,6 +18,7 @@ from ..hunyuan_video_13b.conditioning import DEFAULT_NEGATIVE_PROMPT
 from ..shared import acceleration, images, sampling, video
 from ..hunyuan_video_15.defaults import SR_NOISE_AUGMENTATION, SR_RESOLUTIONS
 from ..shared.sampling import check_frames
+from . import download
 
 MODELS_ENV = "HUNYUAN_I2V_MODELS"
 RESOLUTIONS = ["720p", "540p", "480p", "360p"]  # 1.5 has 480p and 720p; 13 B 360p, 540p and 720p
@@ -319,7 +320,7 @@ def build_parser(prog: str | None = None) -> Parser:
                     description="HunyuanVideo image-to-video (1.5 and 13 B) from the command line: the same path as "
                                 "the ComfyUI nodes, from model files to an MP4.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="{generate,batch}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="{generate,batch,download}")
 
     gen = sub.add_parser("generate", help="one start image + prompt -> one MP4", allow_abbrev=False,
                          description="Generate one video. Every setting is checked before any model is loaded.")
@@ -343,6 +344,7 @@ def build_parser(prog: str | None = None) -> Parser:
     defaults = batch.add_argument_group("per-video settings for jobs that leave them out")
     _add_per_video(defaults)
     _add_models(batch)
+    download.add_parser(sub)
     return parser
 
 
