@@ -64,6 +64,8 @@ MIN_SIZE = {
     "HunyuanI2VEncode": (420, 420),
     "HunyuanI2VSample": (340, 318),
     "HunyuanI2VDecode": (300, 126),
+    "HunyuanI2VLoadLatentUpsampler": (470, 82),
+    "HunyuanI2VSuperResolution": (420, 330),
     "HunyuanVideoI2VWaveSpeed": (420, 430),
     "HunyuanVideo15I2VWaveSpeed": (420, 400),
     "LoadImage": (320, 326),
@@ -73,7 +75,7 @@ MIN_SIZE = {
     "MarkdownNote": (560, 480),
 }
 GROUP_COLORS = {"models": "#3f789e", "image": "#8a8", "encode": "#b58b2a", "sample": "#a1309b",
-                "output": "#88a", "info": "#3f789e", "remote": "#b06634"}
+                "output": "#88a", "info": "#3f789e", "remote": "#b06634", "upscale": "#2a8a7a"}
 
 
 def widget_names(node_type: str) -> list[tuple[str, list[str]]]:
@@ -292,9 +294,47 @@ COMMON_TAIL = """
 """
 
 
+@dataclass
+class Upscale:
+    """One HunyuanVideo-1.5 super-resolution stage: SR transformer + latent upsampler of ``resolution``."""
+    resolution: str  # "720p" or "1080p"
+    model: str
+    upsampler: str
+    offload: str = "model"
+
+
+def upscale_stage(stage: Upscale, index: int, latent_from: str) -> tuple[Group, list]:
+    """The stage's group (clearly marked) and its links; ``latent_from`` is the Sample node it upsamples."""
+    key = f"sr{stage.resolution}"
+    transformer = Node(f"{key}_transformer", "HunyuanI2VLoadTransformer", dict(
+        model_name=stage.model, weight_dtype="bf16", fp8_storage=True, attention="native (PyTorch SDPA)",
+        offload_mode=stage.offload, variant="auto", compile_blocks=False, gpus=1), title=f"Load SR transformer ({stage.resolution})")
+    upsampler = Node(f"{key}_upsampler", "HunyuanI2VLoadLatentUpsampler", dict(upsampler_name=stage.upsampler),
+                     title=f"Load latent upsampler ({stage.resolution})")
+    prepare = Node(key, "HunyuanI2VSuperResolution", dict(
+        resolution=stage.resolution, width=0, height=0, noise_augmentation=0.7), title=f"Super-resolution to {stage.resolution}")
+    sample = Node(f"{key}_sample", "HunyuanI2VSample", dict(
+        seed=42, control_after_generate="fixed", steps=0, frames=121, flow_shift=0.0, embedded_guidance=0.0,
+        cfg_scale=0.0, i2v_stability=True, cache="off", cache_threshold=0.1), title=f"Sample {stage.resolution} (SR)")
+    group = Group(f"{index} · Video upscale {stage.resolution} (super-resolution)", [transformer, upsampler, prepare,
+                                                                                     sample], GROUP_COLORS["upscale"])
+    links = [
+        ("encode", "conditioning", key, "conditioning"),
+        (latent_from, "latent", key, "latent"),
+        (f"{key}_upsampler", "upsampler", key, "upsampler"),
+        ("vae", "vae", key, "vae"),
+        ("image", "IMAGE", key, "image"),
+        ("encoders", "text_encoders", key, "text_encoders"),
+        (key, "conditioning", f"{key}_sample", "conditioning"),
+        (f"{key}_transformer", "model", f"{key}_sample", "model"),
+    ]
+    return group, links
+
+
 def local_graph(name: str, summary: str, note_text: str, *, model: str, family: str, variant: str, fp8: bool,
                 offload: str, resolution: str, frames: int, prompt: str, negative: str, te_fp8: bool,
-                te_device: str, prefix: str, note_height: int = 480, gpus: int = 1) -> Workflow:
+                te_device: str, prefix: str, note_height: int = 480, gpus: int = 1,
+                upscales: tuple[Upscale, ...] = ()) -> Workflow:
     if family == "1.5":
         vae, te, vision, te2 = ("hunyuanvideo15_vae_fp16.safetensors", "qwen_2.5_vl_7b_fp8_scaled.safetensors",
                                 "sigclip_vision_patch14_384.safetensors", "byt5_small_glyphxl_fp16.safetensors")
@@ -316,30 +356,33 @@ def local_graph(name: str, summary: str, note_text: str, *, model: str, family: 
         cfg_scale=0.0, i2v_stability=True, cache="off", cache_threshold=0.1))
     decode = Node("decode", "HunyuanI2VDecode", dict(tiling=True, tile_size=256, fps=24.0))
     save = Node("save", "SaveVideo", dict(filename_prefix=prefix, format="auto", codec="auto"))
-    return Workflow(
-        name=name, summary=summary,
-        columns=[
-            [note(note_text, note_height)],
-            [Group("1 · Load models", [transformer, load_vae, encoders], GROUP_COLORS["models"]),
-             Group("2 · Start image", [image], GROUP_COLORS["image"])],
-            # The model links run straight to the sampler above the encode group.
-            [Space(200), Group("3 · Encode image + prompt", [encode], GROUP_COLORS["encode"]),
-             Group("Model info (after a run)", [info], GROUP_COLORS["info"])],
-            [Group("4 · Sample", [sample], GROUP_COLORS["sample"])],
-            [Group("5 · Decode + save", [decode, save], GROUP_COLORS["output"], horizontal=True)],
-        ],
-        links=[
-            ("transformer", "model", "sample", "model"),
-            ("transformer", "info", "info", "source"),
-            ("encoders", "text_encoders", "encode", "text_encoders"),
-            ("vae", "vae", "encode", "vae"),
-            ("image", "IMAGE", "encode", "image"),
-            ("encode", "conditioning", "sample", "conditioning"),
-            ("vae", "vae", "decode", "vae"),
-            ("sample", "latent", "decode", "latent"),
-            ("decode", "video", "save", "video"),
-        ],
-    )
+    links = [
+        ("transformer", "model", "sample", "model"),
+        ("transformer", "info", "info", "source"),
+        ("encoders", "text_encoders", "encode", "text_encoders"),
+        ("vae", "vae", "encode", "vae"),
+        ("image", "IMAGE", "encode", "image"),
+        ("encode", "conditioning", "sample", "conditioning"),
+    ]
+    columns = [
+        [note(note_text, note_height)],
+        [Group("1 · Load models", [transformer, load_vae, encoders], GROUP_COLORS["models"]),
+         Group("2 · Start image", [image], GROUP_COLORS["image"])],
+        # The model links run straight to the sampler above the encode group.
+        [Space(200), Group("3 · Encode image + prompt", [encode], GROUP_COLORS["encode"]),
+         Group("Model info (after a run)", [info], GROUP_COLORS["info"])],
+        [Group("4 · Sample", [sample], GROUP_COLORS["sample"])],
+    ]
+    last = "sample"
+    for number, stage in enumerate(upscales, start=5):
+        group, stage_links = upscale_stage(stage, number, last)
+        columns.append([group])
+        links += stage_links
+        last = f"sr{stage.resolution}_sample"
+    links += [("vae", "vae", "decode", "vae"), (last, "latent", "decode", "latent"), ("decode", "video", "save", "video")]
+    columns.append([Group(f"{5 + len(upscales)} · Decode + save", [decode, save], GROUP_COLORS["output"],
+                          horizontal=True)])
+    return Workflow(name=name, summary=summary, columns=columns, links=links)
 
 
 def hunyuan15_480p() -> Workflow:
