@@ -203,7 +203,7 @@ def test_workflow_makes_a_video(name, server, start_image):
     expected = {"1.5": "HunyuanVideo-1.5", "v1": "HunyuanVideo-I2V (13 B family) v1",
                 "v2": "HunyuanVideo-I2V (13 B family) v2"}
     assert any(expected[release] in text for text in texts), texts
-    if "step_distilled" in name:
+    if "step-distilled" in name:
         assert any("step-distilled" in text for text in texts), texts
     if "720p" in name and release == "1.5":
         assert any("CFG-distilled" in text for text in texts), texts
