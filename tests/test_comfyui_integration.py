@@ -66,9 +66,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
-LOCAL_WORKFLOW = ROOT / "workflows" / "HunyuanVideo I2V 13B 720p (v2, recommended).json"
-WAVESPEED_WORKFLOW = ROOT / "workflows" / "WaveSpeed remote, HunyuanVideo I2V 13B (paid).json"
-MULTI_GPU_WORKFLOW = ROOT / "workflows" / "HunyuanVideo 1.5 I2V 720p on several GPUs.json"
+LOCAL_WORKFLOW = ROOT / "workflows" / "Hunyuan 13B 720p (v2, recommended).json"
+WAVESPEED_WORKFLOW = ROOT / "workflows" / "WaveSpeed Hunyuan 13B (paid).json"
+MULTI_GPU_WORKFLOW = ROOT / "workflows" / "Hunyuan 1.5 720p, several GPUs.json"
 PACK_FOLDER = "hunyuan-video i2v"  # custom_nodes/<this>: a space and a dash on purpose
 HOST = "127.0.0.1"
 

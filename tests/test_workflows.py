@@ -76,7 +76,7 @@ REPACKAGED = {
         "clip_vision": {"llava_llama3_vision.safetensors"},
     },
 }
-OPEN_FIRST = "HunyuanVideo 1.5 I2V 480p step-distilled, small GPU (open first)"
+OPEN_FIRST = "Hunyuan 1.5 480p, small GPU (start here)"
 
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
@@ -576,7 +576,7 @@ LAYOUT_BREAKS = {
 
 
 def test_the_checks_catch_broken_workflows():
-    name = "HunyuanVideo I2V 13B 720p (v2, recommended)"
+    name = "Hunyuan 13B 720p (v2, recommended)"
     good = json.loads((FOLDER / f"{name}.json").read_text())
     prompt = json.loads((FOLDER / "api" / f"{name}.json").read_text())
     assert not check_ui(good) and not check_layout(good) and not check_api(prompt)
@@ -623,6 +623,8 @@ def test_template_browser_lists_the_workflow_to_open_first_on_top_with_titles_fo
     for name in NAMES:
         assert re.fullmatch(r"[A-Z][A-Za-z0-9 .,()-]+", name), f"{name!r}: not a title (or a character some OS forbids)"
         assert not name[0].isdigit(), "the browser's A-Z sort puts titles starting with a digit last"
+    # A card shows the first line of its title, about 28 characters; the rest is in its tooltip.
+    assert len({name[:28] for name in NAMES}) == len(NAMES), "two titles look the same on their cards"
 
 
 def test_every_pack_node_carries_the_registry_id_and_version():
