@@ -8,7 +8,7 @@ from ..hunyuan_i2v import loading, model_files as files
 from ..hunyuan_i2v.parallel import pool
 from ..hunyuan_i2v.shared import acceleration
 from . import comfy_bridge as comfy
-from .types import CATEGORY, MODEL, TEXT_ENCODERS, VAE
+from .types import CATEGORY, MODEL, SEARCH_WORDS, TEXT_ENCODERS, VAE
 
 DIFFUSERS_TAG = "[diffusers] "
 MAX_GPUS = 8
@@ -50,6 +50,7 @@ class HunyuanI2VLoadTransformer:
         "info output says what was found."
     )
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = [*SEARCH_WORDS, "load diffusion model", "unet loader", "model loader", "transformer", "fp8"]
     FUNCTION = "load"
     RETURN_TYPES = (MODEL, "STRING")
     RETURN_NAMES = ("model", "info")
@@ -91,6 +92,7 @@ class HunyuanI2VLoadTransformer:
 class HunyuanI2VLoadVAE:
     DESCRIPTION = "Loads the video VAE of HunyuanVideo-1.5 or HunyuanVideo-I2V (13 B) from models/vae or a diffusers folder."
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = [*SEARCH_WORDS, "vae", "load vae", "vae loader"]
     FUNCTION = "load"
     RETURN_TYPES = (VAE,)
     RETURN_NAMES = ("vae",)
@@ -117,6 +119,7 @@ class HunyuanI2VLoadTextEncoders:
         "clip_vision/llava_llama3_vision.safetensors, text_encoders/clip_l.safetensors."
     )
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = [*SEARCH_WORDS, "load clip", "text encoder", "clip", "clip vision", "qwen", "llava", "byt5"]
     FUNCTION = "load"
     RETURN_TYPES = (TEXT_ENCODERS,)
     RETURN_NAMES = ("text_encoders",)
@@ -157,6 +160,7 @@ class HunyuanI2VLoRA:
         "Chain several. Effect LoRAs usually need their trigger word in the prompt."
     )
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = [*SEARCH_WORDS, "lora", "load lora", "lora loader"]
     FUNCTION = "apply"
     RETURN_TYPES = (MODEL,)
     RETURN_NAMES = ("model",)

@@ -8,7 +8,7 @@ from ..hunyuan_i2v.hunyuan_video_13b.conditioning import DEFAULT_NEGATIVE_PROMPT
 from ..hunyuan_i2v.shared import acceleration, images, sampling, video
 from ..hunyuan_i2v.shared.sampling import SamplingSettings, StepInfo
 from . import comfy_bridge as comfy
-from .types import CATEGORY, CONDITIONING, MODEL, TEXT_ENCODERS, VAE
+from .types import CATEGORY, CONDITIONING, MODEL, SEARCH_WORDS, TEXT_ENCODERS, VAE
 
 RESOLUTIONS = ["720p", "540p", "480p", "360p"]  # 1.5 has 480p and 720p; the 13 B model 360p, 540p and 720p
 
@@ -19,6 +19,7 @@ class HunyuanI2VEncode:
         "centre-cropped to the video size, read by the vision encoder together with the prompt, and encoded by the VAE."
     )
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = [*SEARCH_WORDS, "encode", "text encode", "conditioning", "prompt", "start image", "first frame"]
     FUNCTION = "encode"
     RETURN_TYPES = (CONDITIONING, "IMAGE")
     RETURN_NAMES = ("conditioning", "start_image")
@@ -59,6 +60,8 @@ class HunyuanI2VSample:
         "node's text says what was used and which settings the model ignores."
     )
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = [*SEARCH_WORDS, "sampler", "ksampler", "sample", "generate", "denoise", "cache", "teacache",
+                      "step distilled"]
     FUNCTION = "sample"
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
@@ -135,6 +138,7 @@ def _settings_text(settings: SamplingSettings, notes: list[str]) -> str:
 class HunyuanI2VDecode:
     DESCRIPTION = "Decodes the video latent to frames (IMAGE) and a VIDEO. Tiling keeps memory flat at any size."
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = [*SEARCH_WORDS, "vae decode", "decode", "video", "frames"]
     FUNCTION = "decode"
     RETURN_TYPES = ("IMAGE", "VIDEO")
     RETURN_NAMES = ("frames", "video")

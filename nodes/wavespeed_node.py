@@ -30,6 +30,8 @@ from . import comfy_bridge
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+REMOTE_SEARCH_WORDS = ("hunyuan", "hunyuanvideo", "hunyuan video", "i2v", "image to video", "img2vid", "wavespeed",
+                       "remote", "api", "cloud", "paid")
 
 
 def client_settings() -> ClientSettings:
@@ -164,12 +166,14 @@ def _description(endpoint: Endpoint, model: str) -> str:
 class HunyuanVideoI2VWaveSpeed(_WaveSpeedNode):
     ENDPOINT = HUNYUAN_VIDEO_13B
     FILE_PREFIX = "wavespeed/hunyuan_i2v"
+    SEARCH_ALIASES = [*REMOTE_SEARCH_WORDS, "13b", "hunyuanvideo i2v"]
     DESCRIPTION = _description(HUNYUAN_VIDEO_13B, "HunyuanVideo-I2V (13 B)")
 
 
 class HunyuanVideo15I2VWaveSpeed(_WaveSpeedNode):
     ENDPOINT = HUNYUAN_VIDEO_15
     FILE_PREFIX = "wavespeed/hunyuan_video15_i2v"
+    SEARCH_ALIASES = [*REMOTE_SEARCH_WORDS, "1.5", "hunyuanvideo 1.5"]
     DESCRIPTION = _description(HUNYUAN_VIDEO_15, "HunyuanVideo-1.5")
 
 

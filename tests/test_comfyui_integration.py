@@ -66,9 +66,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
-LOCAL_WORKFLOW = ROOT / "workflows" / "hunyuan_i2v_local.json"
-WAVESPEED_WORKFLOW = ROOT / "workflows" / "hunyuan_i2v_wavespeed.json"
-MULTI_GPU_WORKFLOW = ROOT / "workflows" / "hunyuan_i2v_1.5_720p_multi_gpu.json"
+LOCAL_WORKFLOW = ROOT / "workflows" / "Hunyuan 13B 720p (v2, recommended).json"
+WAVESPEED_WORKFLOW = ROOT / "workflows" / "WaveSpeed Hunyuan 13B (paid).json"
+MULTI_GPU_WORKFLOW = ROOT / "workflows" / "Hunyuan 1.5 720p, several GPUs.json"
 PACK_FOLDER = "hunyuan-video i2v"  # custom_nodes/<this>: a space and a dash on purpose
 HOST = "127.0.0.1"
 
@@ -1125,7 +1125,7 @@ def test_wavespeed_workflow_against_stand_in_server(comfy, start_image):
     if comfy.stand_in is None:
         pytest.skip(f"WaveSpeed part skipped: {comfy.stand_in_reason}")
     if not WAVESPEED_WORKFLOW.exists():
-        pytest.skip("WaveSpeed part skipped: workflows/hunyuan_i2v_wavespeed.json does not exist")
+        pytest.skip(f"WaveSpeed part skipped: {WAVESPEED_WORKFLOW} does not exist")
     info = comfy.object_info
     prompt = ui_to_api(json.loads(WAVESPEED_WORKFLOW.read_text()), info)
     set_inputs(prompt, info, "LoadImage", image=start_image)

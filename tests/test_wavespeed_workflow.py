@@ -12,7 +12,7 @@ from hyv_pack.nodes.wavespeed_node import NODE_CLASS_MAPPINGS as REMOTE_NODES
 
 FOLDER = Path(__file__).resolve().parents[1] / "workflows"
 # The 13 B example, and every other workflow built on a WaveSpeed node (the 1.5 one).
-WORKFLOWS = sorted({FOLDER / "hunyuan_i2v_wavespeed.json"} | {
+WORKFLOWS = sorted({FOLDER / "WaveSpeed Hunyuan 13B (paid).json"} | {
     path for path in FOLDER.glob("*.json") if any(f'"type": "{name}"' in path.read_text(encoding="utf-8")
                                                    for name in REMOTE_NODES)})
 FRONTEND_ONLY = {"Note", "MarkdownNote"}  # drawn by the frontend, never sent to the server

@@ -76,7 +76,7 @@ REPACKAGED = {
         "clip_vision": {"llava_llama3_vision.safetensors"},
     },
 }
-OPEN_FIRST = "hunyuan_i2v_1.5_480p_step_distilled_small_gpu"
+OPEN_FIRST = "Hunyuan 1.5 480p, small GPU (start here)"
 
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
@@ -274,8 +274,10 @@ def ui_to_api(graph: dict) -> dict:
             if slot.get("link") is not None:
                 link = links[slot["link"]]
                 inputs[slot["name"]] = [str(link[1]), link[2]]
+        # The frontend copies the pack id and version into the prompt's _meta.
+        stamp = {k: v for k, v in node.get("properties", {}).items() if k in ("cnr_id", "aux_id", "ver")}
         prompt[str(node["id"])] = {"inputs": inputs, "class_type": node["type"],
-                                   "_meta": {"title": node.get("title") or definition["display_name"]}}
+                                   "_meta": {"title": node.get("title") or definition["display_name"], **stamp}}
     return prompt
 
 
@@ -574,7 +576,7 @@ LAYOUT_BREAKS = {
 
 
 def test_the_checks_catch_broken_workflows():
-    name = "hunyuan_i2v_local"
+    name = "Hunyuan 13B 720p (v2, recommended)"
     good = json.loads((FOLDER / f"{name}.json").read_text())
     prompt = json.loads((FOLDER / "api" / f"{name}.json").read_text())
     assert not check_ui(good) and not check_layout(good) and not check_api(prompt)
@@ -610,3 +612,33 @@ def test_the_checks_catch_broken_workflows():
     if not check_files_and_note(name, renamed):
         silent.append("a model file that is not a repackaged name")
     assert not silent, f"the workflow checks missed: {silent}"
+
+
+# ====================================================================== template browser and registry id
+
+def test_template_browser_lists_the_workflow_to_open_first_on_top_with_titles_for_names():
+    """ComfyUI's template browser shows a pack's workflow by its file name, as its title, in the order the
+    server lists the folder: A-Z on Windows (NTFS), and under the browser's own A-Z sort everywhere."""
+    assert sorted(NAMES)[0] == OPEN_FIRST and sorted(NAMES, key=str.casefold)[0] == OPEN_FIRST
+    for name in NAMES:
+        assert re.fullmatch(r"[A-Z][A-Za-z0-9 .,()-]+", name), f"{name!r}: not a title (or a character some OS forbids)"
+        assert not name[0].isdigit(), "the browser's A-Z sort puts titles starting with a digit last"
+    # A card shows the first line of its title, about 28 characters; the rest is in its tooltip.
+    assert len({name[:28] for name in NAMES}) == len(NAMES), "two titles look the same on their cards"
+
+
+def test_every_pack_node_carries_the_registry_id_and_version():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for path in WORKFLOWS:
+        graph = json.loads(path.read_text())
+        prompt = json.loads((FOLDER / "api" / path.name).read_text())
+        for node in graph["nodes"]:
+            properties = node.get("properties", {})
+            if node["type"] in NODES:
+                assert properties.get("cnr_id") == project["name"], f"{path.name}: node {node['id']} {properties}"
+                assert properties.get("ver") == project["version"], f"{path.name}: node {node['id']} {properties}"
+                assert prompt[str(node["id"])]["_meta"]["cnr_id"] == project["name"]
+            else:
+                assert not {"cnr_id", "aux_id"} & set(properties), f"{path.name}: core node {node['type']} stamped"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,11 @@ def load_pack():
 PACK = load_pack()
 MODEL_FILES = importlib.import_module("hyv_pack.hunyuan_i2v.model_files")
 NODES = PACK.NODE_CLASS_MAPPINGS
+# On each pack node, the Comfy Registry id and version (pyproject's name and version), which a frontend that
+# lacks the nodes uses to offer installing the pack. Not aux_id: that names a GitHub repository, which the
+# project does not have yet.
+_PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+PACK_STAMP = {"cnr_id": _PROJECT["name"], "ver": _PROJECT["version"]}
 DISPLAY = PACK.NODE_DISPLAY_NAME_MAPPINGS
 
 # Core nodes: (link inputs, outputs, widgets (name, extra values stored after it), display name).
@@ -227,7 +233,8 @@ def build(workflow: Workflow) -> tuple[dict, dict]:
             "inputs": inputs,
             "outputs": [{"name": name, "type": kind, "links": link_ids_out.get((key, slot), [])}
                         for slot, (name, kind) in enumerate(outputs(node.type))],
-            "properties": {} if node.type == "MarkdownNote" else {"Node name for S&R": node.type},
+            "properties": {} if node.type == "MarkdownNote" else {"Node name for S&R": node.type,
+                                                                  **(PACK_STAMP if node.type in NODES else {})},
             "widgets_values": values,
         }
         # The frontend's missing-model panel: each file's folder and a Download button (from the engine's table).
@@ -242,7 +249,8 @@ def build(workflow: Workflow) -> tuple[dict, dict]:
         ui_nodes.append(ui_node)
         if node.type != "MarkdownNote":  # frontend-only: not part of the prompt
             api[str(ids[key])] = {"inputs": api_inputs, "class_type": node.type,
-                                  "_meta": {"title": node.title or display_name(node.type)}}
+                                  "_meta": {"title": node.title or display_name(node.type),
+                                            **(PACK_STAMP if node.type in NODES else {})}}
     for index, group in enumerate(groups, start=1):
         group["id"] = index
     ui = {
@@ -405,7 +413,7 @@ settings that need the least GPU memory.
 - Text in "double quotes" in the prompt is drawn as written text (ByT5 glyph encoder).
 {COMMON_TAIL}"""
     return local_graph(
-        "hunyuan_i2v_1.5_480p_step_distilled_small_gpu",
+        "Hunyuan 1.5 480p, small GPU (start here)",
         "HunyuanVideo-1.5 I2V 480p step-distilled (8 steps) with small-GPU settings: fp8 storage, block offload, "
         "VAE tiling. Open this one first.",
         text, model=model, family="1.5", variant="auto", fp8=True, offload="block", resolution="480p", frames=121,
@@ -434,7 +442,7 @@ several times slower and hungrier.
   `first block cache` (threshold 0.05 to 0.15) or `taylorseer` skips work on steps that change little.
 {COMMON_TAIL}"""
     return local_graph(
-        "hunyuan_i2v_1.5_720p",
+        "Hunyuan 1.5 720p",
         "HunyuanVideo-1.5 I2V 720p (CFG-distilled file, fp8 storage, model offload, VAE tiling).",
         text, model=model, family="1.5", variant="i2v cfg-distilled", fp8=True, offload="model", resolution="720p",
         frames=121, prompt=PROMPT, negative="", te_fp8=True, te_device="gpu", prefix="video/hunyuan_i2v_1.5_720p",
@@ -466,7 +474,7 @@ of the transformer; the text encoders and the VAE stay with ComfyUI on its own G
 - One GPU again: set *gpus* to 1.
 {COMMON_TAIL}"""
     return local_graph(
-        "hunyuan_i2v_1.5_720p_multi_gpu",
+        "Hunyuan 1.5 720p, several GPUs",
         "HunyuanVideo-1.5 I2V 720p split over 4 GPUs (sequence parallel worker pool), fp8 storage, VAE tiling.",
         text, model=model, family="1.5", variant="i2v cfg-distilled", fp8=True, offload="model", resolution="720p",
         frames=121, prompt=PROMPT, negative="", te_fp8=True, te_device="gpu",
@@ -482,7 +490,8 @@ def hunyuan13b(version: str) -> Workflow:
                  "50 steps, embedded guidance 6, flow shift 7 with *i2v stability* on (17 off).")
         release = ("- **Sample**: *embedded guidance* is v2's (0 = 6); *cfg scale* 0 = 1 = off (above 1 runs the "
                    "negative prompt: twice the work).")
-        name, summary = "hunyuan_i2v_local", "HunyuanVideo-I2V (13 B) v2 token replace, 720p, 129 frames."
+        name, summary = ("Hunyuan 13B 720p (v2, recommended)",
+                         "HunyuanVideo-I2V (13 B) v2 token replace, 720p, 129 frames.")
     else:
         model = "hunyuan_video_image_to_video_720p_bf16.safetensors"
         heading = "HunyuanVideo-I2V (13 B), v1 latent concat"
@@ -491,7 +500,7 @@ def hunyuan13b(version: str) -> Workflow:
         release = ("- **Sample**: v1 uses true CFG: *cfg scale* 0 = 1 = off; above 1 the negative prompt runs "
                    "(twice the work). *embedded guidance* is ignored. Like the reference, v1 drops the first 4 "
                    "decoded frames: 129 frames give 125.")
-        name, summary = ("hunyuan_i2v_13b_v1_latent_concat",
+        name, summary = ("Hunyuan 13B 720p v1 latent concat",
                          "HunyuanVideo-I2V (13 B) v1 latent concat, 720p, 129 frames (125 saved).")
     text = f"""
 ## {heading}
@@ -569,7 +578,7 @@ published price (what WaveSpeed bills is what counts); the node's text shows the
   give a public *image_url*. *enable_safety_checker*: WaveSpeed's check of the output.
 {REMOTE_TAIL}"""
     return remote_graph(
-        "hunyuan_i2v_wavespeed", "HunyuanVideoI2VWaveSpeed",
+        "WaveSpeed Hunyuan 13B (paid)", "HunyuanVideoI2VWaveSpeed",
         "HunyuanVideo-I2V (13 B) on WaveSpeed (paid, about $0.40 a video). Set WAVESPEED_API_KEY or the key file "
         "before starting ComfyUI; see docs/remote.md.",
         "HunyuanVideo-I2V 13 B on WaveSpeed (paid)", "2 · WaveSpeed (paid)", text,
@@ -589,7 +598,7 @@ node's text shows the estimate for the chosen resolution and duration, and WaveS
 - The start image is sent inline (no upload); or leave *image* unconnected and give a public *image_url*.
 {REMOTE_TAIL}"""
     return remote_graph(
-        "hunyuan_i2v_wavespeed_1.5", "HunyuanVideo15I2VWaveSpeed",
+        "WaveSpeed Hunyuan 1.5 (paid)", "HunyuanVideo15I2VWaveSpeed",
         "HunyuanVideo-1.5 I2V on WaveSpeed (paid by the second of video). Set WAVESPEED_API_KEY or the key file "
         "before starting ComfyUI; see docs/remote.md.",
         "HunyuanVideo-1.5 I2V on WaveSpeed (paid)", "2 · WaveSpeed (paid)", text,
