@@ -7,7 +7,7 @@ from ..hunyuan_i2v import stages
 from ..hunyuan_i2v.hunyuan_video_15 import defaults as defaults_15, upsampler as upsampler_module
 from ..hunyuan_i2v.shared import images
 from . import comfy_bridge as comfy
-from .types import CATEGORY, CONDITIONING, TEXT_ENCODERS, UPSAMPLER, VAE
+from .types import CATEGORY, CONDITIONING, SEARCH_WORDS, TEXT_ENCODERS, UPSAMPLER, VAE
 
 UPSAMPLER_FOLDER = "latent_upscale_models"
 comfy.register_model_folder(UPSAMPLER_FOLDER)
@@ -19,6 +19,8 @@ class HunyuanI2VLoadLatentUpsampler:
         "the 1080p kind (720p -> 1080p), in ComfyUI's single-file or Tencent's layout. The kind is read from the weights."
     )
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = [*SEARCH_WORDS, "latent upscale", "upscale model", "latent upsampler", "super resolution", "sr",
+                      "1080p"]
     FUNCTION = "load"
     RETURN_TYPES = (UPSAMPLER,)
     RETURN_NAMES = ("upsampler",)
@@ -45,6 +47,8 @@ class HunyuanI2VSuperResolution:
         "transformer (480p -> 720p with the 720p SR release, 720p -> 1080p with the 1080p one), then Decode."
     )
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = [*SEARCH_WORDS, "super resolution", "sr", "upscale", "video upscale", "1080p", "720p",
+                      "latent upscale with model"]
     FUNCTION = "prepare"
     RETURN_TYPES = (CONDITIONING,)
     RETURN_NAMES = ("conditioning",)

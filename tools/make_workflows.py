@@ -482,6 +482,71 @@ of the transformer; the text encoders and the VAE stay with ComfyUI on its own G
     )
 
 
+SR_FILES = """
+| file | folder (`ComfyUI/models/…`) |
+|---|---|
+{rows}"""
+SR_MODELS = {
+    "720p": ("hunyuanvideo1.5_720p_sr_distilled_fp8_scaled.safetensors",
+             "hunyuanvideo15_latent_upsampler_720p.safetensors"),
+    "1080p": ("hunyuanvideo1.5_1080p_sr_distilled_fp8_scaled.safetensors",
+              "hunyuanvideo15_latent_upsampler_1080p.safetensors"),
+}
+SR_TAIL = """
+**Super-resolution** (the green groups): the base Sample's latent is resized to Tencent's high-resolution
+size for the image's aspect (848x480 -> 1280x720, 1280x720 -> 1904x1072) and refined by the latent
+upsampler; the SR transformer then re-samples it with the same prompt and start image: shift 2, no CFG,
+6 steps at 720p and 8 at 1080p (0 = these defaults), with 70 % noise mixed into the upsampled latent
+(*noise_augmentation*: lower keeps closer to the base video). Its *frames* follow the base video.
+To skip an upscale stage: bypass its group (Ctrl+B) and connect the previous Sample to Decode.
+- **Decode** at 1080p: keep *tiling* on; *tile_size* 0 picks the largest tile that fits (128 px needs
+  about 7 GB for 121 frames).
+"""
+
+
+def hunyuan15_upscale(base: str) -> Workflow:
+    """480p step-distilled -> 720p -> 1080p (two SR stages, Tencent's pairing), or 720p -> 1080p."""
+    if base == "480p":
+        model = "hunyuanvideo1.5_480p_i2v_step_distilled_fp8_scaled.safetensors"
+        stages_ = (Upscale("720p", *SR_MODELS["720p"], offload="block"),
+                   Upscale("1080p", *SR_MODELS["1080p"], offload="block"))
+        name = "Hunyuan 1.5 upscale 480p to 1080p, small GPU"
+        heading = "HunyuanVideo-1.5: 480p step-distilled, upscaled to 720p and then 1080p (small GPU)"
+        about = ("A fast 480p video (8 steps), then Tencent's two super-resolution steps: the 720p SR release "
+                 "(after a 480p base) and the 1080p one (after a 720p base). Every transformer stores its weights "
+                 "in fp8 with block offload, so a 12-16 GB GPU runs it; 1080p x 121 frames is about 250 k tokens: "
+                 "the 1080p stage needs about 13.5 GB with block offload (23 GB with the whole model in fp8). "
+                 "Out of memory there: lower the frames.")
+        variant, fp8, offload, resolution = "auto", True, "block", "480p"
+    else:
+        model = "hunyuanvideo1.5_720p_i2v_cfg_distilled_fp8_scaled.safetensors"
+        stages_ = (Upscale("1080p", *SR_MODELS["1080p"], offload="block"),)
+        name = "Hunyuan 1.5 upscale 720p to 1080p"
+        heading = "HunyuanVideo-1.5: 720p, upscaled to 1080p"
+        about = ("The 720p CFG-distilled release (50 steps), then the 1080p super-resolution step (8 steps): "
+                 "1280x720 becomes 1904x1072. The SR transformer streams its blocks (offload mode block): the "
+                 "1080p stage needs about 13.5 GB so; with 24 GB or more, offload mode model is faster.")
+        variant, fp8, offload, resolution = "i2v cfg-distilled", True, "model", "720p"
+    rows = "\n".join(f"| `{file}` | `{folder}` |" for stage in stages_ for file, folder in (
+        (stage.model, "diffusion_models/"), (stage.upsampler, "latent_upscale_models/")))
+    text = f"""
+## {heading}
+
+{about}
+
+**Files** (ComfyUI's repackaged HunyuanVideo-1.5 files), the base video's:
+{FILES_15.format(model=model)}
+and the super-resolution stage's:
+{SR_FILES.format(rows=rows)}
+{SR_TAIL}{COMMON_TAIL}"""
+    return local_graph(
+        name, f"{heading}: the super-resolution groups are marked in green.", text, model=model, family="1.5",
+        variant=variant, fp8=fp8, offload=offload, resolution=resolution, frames=121, prompt=PROMPT, negative="",
+        te_fp8=True, te_device="gpu", prefix=f"video/hunyuan_i2v_1.5_{base}_to_1080p", note_height=760,
+        upscales=stages_,
+    )
+
+
 def hunyuan13b(version: str) -> Workflow:
     if version == "v2":
         model = "hunyuan_video_v2_replace_image_to_video_720p_bf16.safetensors"
@@ -605,7 +670,8 @@ node's text shows the estimate for the chosen resolution and duration, and WaveS
         "video/hunyuan_i2v_wavespeed_1.5")
 
 
-WORKFLOWS = [hunyuan15_480p, hunyuan15_720p, hunyuan15_720p_multi_gpu, lambda: hunyuan13b("v2"),
+WORKFLOWS = [hunyuan15_480p, hunyuan15_720p, hunyuan15_720p_multi_gpu, lambda: hunyuan15_upscale("480p"),
+             lambda: hunyuan15_upscale("720p"), lambda: hunyuan13b("v2"),
              lambda: hunyuan13b("v1"), wavespeed_13b]
 if "HunyuanVideo15I2VWaveSpeed" in NODES:  # the 1.5 endpoint's node (issue 7)
     WORKFLOWS.append(wavespeed_15)
