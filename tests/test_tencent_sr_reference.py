@@ -145,9 +145,14 @@ def test_1080p_sr_records_the_stage(release):
     assert check_run(out, steps=8, frames=1, image_given=True) == 4  # 666.7, 545.5, 400, 222.2
 
 
-def test_text_to_video_sr_has_no_image_condition(release, pipe_720p):
-    out = ref.run_tencent_sr(release, lowres_latent(1, 480, 848), None, "a red car", seed=SEED, decode=False,
-                             pipe=pipe_720p)
+@pytest.fixture(scope="module")
+def run_t2v(release, pipe_720p):
+    return ref.run_tencent_sr(release, lowres_latent(1, 480, 848), None, "a red car", seed=SEED, decode=False,
+                              pipe=pipe_720p)
+
+
+def test_text_to_video_sr_has_no_image_condition(run_t2v):
+    out = run_t2v
     assert check_run(out, steps=6, frames=1, image_given=False) == 3
     assert torch.all(out["vision_states"] == 0)
 
@@ -158,3 +163,34 @@ def test_720p_sr_decodes_to_the_target_size(release, pipe_720p):
                              steps=1, decode=True, pipe=pipe_720p)
     assert out["frames"].shape == (1, 3, 5, 720, 1280)
     assert out["frames"].min() >= 0 and out["frames"].max() <= 1
+
+
+@pytest.mark.parametrize("task", ["i2v", "t2v"])
+def test_diffusers_transformer_equals_tencents_on_every_sr_step(release, task, request):
+    """diffusers' HunyuanVideo15Transformer3DModel, given the SR file through the pack's key mapping, gives
+    Tencent's velocity on the inputs Tencent's pipeline built (98 channels, MeanFlow timestep_r, ByT5, SigLIP)."""
+    from diffusers import HunyuanVideo15Transformer3DModel
+    from safetensors.torch import load_file
+    from tencent_sr_release import sr_transformer_config
+
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import transformer as pack_transformer
+
+    out = request.getfixturevalue("run_720p" if task == "i2v" else "run_t2v")
+    original = load_file(str(release / "transformer" / "720p_sr_distilled" / "diffusion_pytorch_model.safetensors"))
+    config = sr_transformer_config("720p")
+    model = HunyuanVideo15Transformer3DModel(
+        in_channels=config["in_channels"], out_channels=config["out_channels"], num_attention_heads=config["heads_num"],
+        attention_head_dim=config["hidden_size"] // config["heads_num"], num_layers=config["mm_double_blocks_depth"],
+        num_refiner_layers=2, text_embed_dim=config["text_states_dim"], image_embed_dim=config["vision_states_dim"],
+        rope_axes_dim=tuple(config["rope_dim_list"]), use_meanflow=True,
+    ).eval()
+    model.load_state_dict(pack_transformer.original_to_diffusers(original), strict=True)
+    for step in out["steps"]:
+        with torch.no_grad():
+            velocity = model(
+                hidden_states=step["hidden_states"], timestep=step["timestep"], timestep_r=step["timestep_r"],
+                encoder_hidden_states=step["text_states"], encoder_attention_mask=step["text_mask"],
+                encoder_hidden_states_2=step["byt5_text_states"], encoder_attention_mask_2=step["byt5_text_mask"],
+                image_embeds=step["vision_states"], return_dict=False,
+            )[0]
+        assert torch.allclose(velocity, step["velocity"], atol=1e-5, rtol=1e-5), step["timestep"]
