@@ -44,7 +44,8 @@ def tencent_path() -> Path | None:
     path = Path(value)
     if not (path / "hyvideo" / "pipelines" / "hunyuan_video_sr_pipeline.py").is_file():
         raise FileNotFoundError(f"{ENV}={value} is not a HunyuanVideo-1.5 work tree (no hyvideo/pipelines/"
-                                "hunyuan_video_sr_pipeline.py); point it at a checkout of Tencent-Hunyuan/HunyuanVideo-1.5")
+                                "hunyuan_video_sr_pipeline.py); point it at a checkout of "
+                                "Tencent-Hunyuan/HunyuanVideo-1.5")
     return path
 
 

@@ -44,7 +44,8 @@ LATENT_CHANNELS = 32  # fixed by Tencent's SR pipeline (prepare_latents(..., 32,
 SR_IN_CHANNELS = 3 * LATENT_CHANNELS + 2  # noisy | image latent | mask | low-res latent | ones = 98
 BYT5_WIDTH = 1472  # fixed by Tencent's pipeline and ByT5 mapper
 REFINER_LAYERS = 2  # fixed by Tencent's SingleTokenRefiner(depth=2)
-VAE_BLOCK_CHANNELS = (4, 8, 16, 32, 64)  # thin at full resolution, where decoding costs most; last % (2 * 32) == 0 and first-of-reversed % 32 == 0, as Tencent asserts
+# thin at full resolution, where decoding costs most; Tencent asserts last % (2 * 32) == 0, reversed first % 32 == 0
+VAE_BLOCK_CHANNELS = (4, 8, 16, 32, 64)
 VAE_SCALING_FACTOR = 1.03682  # the real VAE's
 UPSAMPLER_720P = {"in_channels": 32, "out_channels": 32, "hidden_channels": 16, "num_blocks": 2}
 UPSAMPLER_1080P = {"z_channels": 32, "out_channels": 32, "block_out_channels": [64, 32], "num_res_blocks": 1}
