@@ -30,6 +30,11 @@ def stand_in_missing(names=("torchvision", "torchaudio", "torchsde")):
     have no CPU build of torchvision/torchaudio for this torch; importable stand-ins for the missing ones, never
     called here (the node and the conditioning pass do not touch them)."""
 
+    def attribute(name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return type(name, (), {})  # a class: usable as a base class or in a type hint at import time
+
     class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         def find_spec(self, fullname, path, target=None):
             if fullname.split(".")[0] in missing:
@@ -39,8 +44,7 @@ def stand_in_missing(names=("torchvision", "torchaudio", "torchsde")):
         def create_module(self, spec):
             module = types.ModuleType(spec.name)
             module.__path__ = []
-            module.__getattr__ = lambda attr: (_ for _ in ()).throw(AttributeError(attr)) if attr.startswith(
-                "__") else type(attr, (), {})
+            module.__getattr__ = attribute
             return module
 
         def exec_module(self, module):
