@@ -3,7 +3,7 @@
 the same noise. Skipped unless COMFYUI08_PATH names a ComfyUI >= 0.3.70 tree; ComfyUI runs in a process of its own
 (tests/comfyui_sr_conditioning.py) under COMFYUI08_PYTHON, or this interpreter.
 
-The pack follows Tencent (/work/notes/tencent_sr_facts.md); every place ComfyUI 0.8.0 differs is asserted as what it
+The pack follows Tencent (``HunyuanVideo_1_5_SR_Pipeline``); every place ComfyUI 0.8.0 differs is asserted as what it
 is, so a change on either side fails here:
 - scale: ComfyUI's LATENT and VAE output are unscaled and its SR concat skips ``process_latent_in``; the pack (as
   Tencent) works in the scaled space (x 1.03682): the latent channels differ by exactly that factor;
@@ -13,8 +13,8 @@ is, so a change on either side fails here:
   ComfyUI (equal for a >= 0.25); at a = 0 ComfyUI adds no noise and keeps 0.75 x the latent; ComfyUI's noise is
   ``randn`` of a CPU generator seeded ``seed - 10``, the pack's its own (same seed, other draw);
 - late steps: the pack zeroes the low-resolution and ones channels and keeps the image latent and mask (Tencent);
-  ComfyUI's template samples its second half from the plain text conditioning, so all 66 channels are 0 there and
-  the SigLIP tokens are gone.
+  ComfyUI's template (video_hunyuan_video_1.5_720p_i2v.json: SplitSigmas at 4 of 8) samples its second half from the
+  plain text conditioning, so all 66 channels are 0 there and the SigLIP tokens are gone.
 """
 
 import os
