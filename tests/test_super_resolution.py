@@ -354,3 +354,16 @@ def test_cli_refuses_an_sr_file_as_the_base_transformer(sr_root, tmp_path, capsy
     args[args.index("tiny15_comfy.safetensors")] = "tiny15_720p_sr_comfy.safetensors"
     assert cli.main(["generate", "--output", str(tmp_path / "x.mp4"), *args]) == 2
     assert "is a super-resolution release: give it as --sr-transformer" in capsys.readouterr().err
+
+
+def test_start_image_is_resized_as_tencents_sr_stage_does():
+    """LANCZOS to cover with sizes rounded to nearest, then torchvision's centre crop: 848x480 -> 1280x725 cropped
+    from row 2 (diffusers' resize would give 1280x724), 1280x720 -> 1906x1072 cropped from column 1."""
+    from PIL import Image
+
+    for (w, h), (tw, th), covered, offset in (((848, 480), (1280, 720), (1280, 725), (0, 2)),
+                                              ((1280, 720), (1904, 1072), (1906, 1072), (1, 0))):
+        image = test_image(h, w)[1]
+        expected = image.resize(covered, Image.LANCZOS).crop((*offset, offset[0] + tw, offset[1] + th))
+        got = super_resolution.cover_and_crop(image, tw, th)
+        assert got.size == (tw, th) and list(got.getdata()) == list(expected.getdata())

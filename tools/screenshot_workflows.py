@@ -114,7 +114,9 @@ def main() -> None:
         page.wait_for_timeout(3000)
         page.keyboard.press("Escape")  # a first-run dialog, if any
         page.evaluate("""async () => {  // a clean canvas for the pictures: no minimap, no render stats
-          for (const [id, value] of [["Comfy.Minimap.Visible", false], ["Comfy.Graph.CanvasInfo", false]])
+          // the missing-models dialog (the pack's workflows name their files for download) would cover the graph
+          for (const [id, value] of [["Comfy.Minimap.Visible", false], ["Comfy.Graph.CanvasInfo", false],
+                                     ["Comfy.Workflow.ShowMissingModelsWarning", false]])
             await window.app.extensionManager.setting.set(id, value);
         }""")
         reports = {}

@@ -11,9 +11,11 @@ Follows Tencent's ``HunyuanVideo_1_5_SR_Pipeline``:
 - the upsampled latent gets ``(1 - a) * latent + a * noise`` (a = 0.7), and once the timestep falls below
   ``1000 * a`` its channels and the ones channel are zeroed (the image channels stay).
 
-Where ComfyUI's own SR support differs (it averages MeanFlow's two timestep embeddings, feeds unscaled latents to
-the upsampler, drops the image channels and vision tokens in its second half, and mixes
-``a * noise + min(1 - a, 0.75) * latent``), the pack follows Tencent.
+Where ComfyUI's own SR support (0.8.0) differs, the pack follows Tencent: ComfyUI feeds unscaled latents to the
+upsampler and the conditioning, puts the frame-0 mask in the first low-resolution channel instead of the mask channel,
+mixes ``a * noise + min(1 - a, 0.75) * latent`` (the same as Tencent's for a >= 0.25), draws that noise from the seed
+minus 10, and samples its second half with plain text conditioning (no image channels, no vision tokens)
+(tests/test_super_resolution_comfyui.py asserts each).
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def prepare(
     if pairing:
         notes.append(pairing)
     processor = conditioning.image_processor(cond.spatial_ratio)
-    start = processor.resize(image, height=height, width=width, resize_mode="crop")
+    start = cover_and_crop(image, width, height)
     image_latent = vae.encode_image(processor.preprocess(start, height=height, width=width))
     image_embeds = cond.image_embeds
     if encoders is not None:
@@ -141,7 +143,7 @@ def prepare(
         buckets = bucket_sizes(defaults.SR_RESOLUTIONS[resolution], defaults.MODEL_GRID)
         aspect = image.height / image.width
         view_w, view_h = min(buckets, key=lambda size: abs(round(size[1] / size[0], 5) - aspect))
-        view = processor.resize(image, height=view_h, width=view_w, resize_mode="crop")
+        view = cover_and_crop(image, view_w, view_h)
         image_embeds = conditioning.vision_states(encoders, view)
     else:
         notes.append("SigLIP tokens: the base stage's (Tencent's SR pipeline reads the image cropped at the high size).")
@@ -153,6 +155,19 @@ def prepare(
         noise_augmentation=float(noise_augmentation), resolution=resolution, base_width=base_width,
         base_height=base_height,
     )
+
+
+def cover_and_crop(image: Image.Image, width: int, height: int) -> Image.Image:
+    """Tencent's SR resize: LANCZOS to cover ``width`` x ``height`` (sizes rounded to nearest), then the centre crop
+    (offsets rounded as torchvision's CenterCrop). Written here because diffusers' crop rounds down and offsets by
+    halves of each size, a pixel off Tencent's at 1280x720 -> 1904x1072."""
+    if image.size == (width, height):
+        return image.convert("RGB")
+    scale = max(width / image.width, height / image.height)
+    covered = (int(round(image.width * scale)), int(round(image.height * scale)))
+    resized = image.convert("RGB").resize(covered, Image.LANCZOS)
+    left, top = int(round((covered[0] - width) / 2)), int(round((covered[1] - height) / 2))
+    return resized.crop((left, top, left + width, top + height))
 
 
 def augmentation_noise(shape: tuple, seed: int) -> torch.Tensor:
