@@ -55,11 +55,15 @@ def model_folders(kind: str) -> list[Path]:
 def register_model_folder(kind: str) -> None:
     """Give ComfyUI a models/<kind> folder it does not know yet (``latent_upscale_models`` came with 0.3.70), so
     older releases list and find those files too."""
-    if not HAVE_COMFY or kind in getattr(_folder_paths, "folder_names_and_paths", {kind: None}):
+    if not HAVE_COMFY:
         return
     try:
         folder = os.path.join(_folder_paths.models_dir, kind)
-        _folder_paths.folder_names_and_paths[kind] = ([folder], set(_folder_paths.supported_pt_extensions))
+        known = _folder_paths.folder_names_and_paths
+        if kind not in known:
+            known[kind] = ([folder], set(_folder_paths.supported_pt_extensions))
+        elif folder not in known[kind][0]:  # an extra_model_paths.yaml entry came first: keep models/<kind> too
+            known[kind][0].append(folder)
     except Exception:  # noqa: BLE001 - a ComfyUI that arranges folders otherwise: its own listing stands
         pass
 

@@ -212,7 +212,48 @@ def models15_root(tmp_path_factory):
     save_file_with_config(vision, root / "clip_vision" / "tiny_siglip.safetensors", {
         "num_attention_heads": siglip.config.num_attention_heads,
     })
+    write_tiny_super_resolution(root)
     return root
+
+
+def tiny_sr_transformer(seed=7):
+    """The tiny 1.5 transformer as the super-resolution release has it: 3 C + 2 input channels, MeanFlow."""
+    from diffusers import HunyuanVideo15Transformer3DModel
+
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import demo
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return HunyuanVideo15Transformer3DModel(
+            in_channels=3 * demo.LATENT_CHANNELS + 2, out_channels=demo.LATENT_CHANNELS,
+            num_attention_heads=demo.TRANSFORMER_HEADS, attention_head_dim=demo.TRANSFORMER_HEAD_DIM,
+            num_layers=demo.TRANSFORMER_LAYERS, num_refiner_layers=demo.REFINER_LAYERS, mlp_ratio=4.0, patch_size=1,
+            patch_size_t=1, qk_norm="rms_norm", text_embed_dim=demo.TEXT_HIDDEN, text_embed_2_dim=demo.BYT5_HIDDEN,
+            image_embed_dim=demo.IMAGE_HIDDEN, rope_theta=256.0, rope_axes_dim=demo.ROPE_AXES_DIM,
+            target_size=demo.TARGET_SIZE, use_meanflow=True,
+        ).eval()
+
+
+def write_tiny_super_resolution(root):
+    """diffusion_models/tiny15_720p_sr_comfy.safetensors (ComfyUI's fused layout and its model_type header),
+    diffusion_models/tiny15_sr_tencent.safetensors (Tencent's split layout, no release named) and
+    latent_upscale_models/tiny_upsampler_{720p,1080p}.safetensors."""
+    from safetensors.torch import save_file
+    from test_upsampler import original_state
+
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import demo
+    from original_layout_15 import transformer_to_original
+
+    state = tiny_sr_transformer().state_dict()
+    config = json.dumps(TRANSFORMER15_METADATA)
+    save_file(transformer_to_original(state, True), root / "diffusion_models" / "tiny15_720p_sr_comfy.safetensors",
+              metadata={"config": config, "model_type": "hunyuanvideo1.5_720p_sr_distilled"})
+    save_file_with_config(transformer_to_original(state, False), root / "diffusion_models" / "tiny15_sr_tencent.safetensors",
+                          TRANSFORMER15_METADATA)
+    (root / "latent_upscale_models").mkdir(exist_ok=True)
+    for kind in ("720p", "1080p"):
+        save_file_with_config(original_state(kind, 3, channels=demo.LATENT_CHANNELS),
+                              root / "latent_upscale_models" / f"tiny_upsampler_{kind}.safetensors", {})
 
 
 @pytest.fixture()

@@ -297,7 +297,8 @@ def _start_wavespeed_stand_in():
 
 @contextlib.contextmanager
 def comfy_server(models_roots, tmp_path_factory, extra_args: tuple = (), wavespeed: bool = True,
-                 folders: tuple = ("diffusion_models", "vae", "diffusers", "text_encoders", "clip_vision")):
+                 folders: tuple = ("diffusion_models", "vae", "diffusers", "text_encoders", "clip_vision",
+                                   "latent_upscale_models")):
     """A running ComfyUI with the pack in a fresh base directory; stopped on exit.
 
     ``models_roots``: one models folder or several (each one section of extra_model_paths.yaml);
@@ -1085,6 +1086,49 @@ def test_local_workflow_runs_on_tiny_hunyuan_video_15(layout, comfy, start_image
     entry = comfy.run(prompt)
     assert_success(entry, comfy)
     assert_saved_video(comfy, entry, prompt, (5, 64, 48), "HunyuanVideo-1.5")
+
+
+UPSCALE_WORKFLOWS = {
+    # workflow -> the SR stages' (title resolution, tiny transformer, tiny upsampler, size) on the 64x48 base
+    "Hunyuan 1.5 upscale 720p to 1080p.json": [
+        ("1080p", "720p", "tiny15_720p_sr_comfy.safetensors", "tiny_upsampler_720p.safetensors", (96, 64))],
+    "Hunyuan 1.5 upscale 480p to 1080p, small GPU.json": [
+        ("720p", "720p", "tiny15_720p_sr_comfy.safetensors", "tiny_upsampler_720p.safetensors", (96, 64)),
+        ("1080p", "1080p", "tiny15_sr_tencent.safetensors", "tiny_upsampler_1080p.safetensors", (128, 96))],
+}
+
+
+def set_titled(graph: dict, object_info: dict, title: str, **values) -> None:
+    """Set widget inputs of the one node with ``title`` (the SR stages repeat the base stage's node types)."""
+    targets = [node for node in graph.values() if node["_meta"]["title"] == title]
+    assert len(targets) == 1, (title, [node["_meta"]["title"] for node in graph.values()])
+    declared = _declared_inputs(object_info[targets[0]["class_type"]])
+    for name, value in values.items():
+        kind, options = _spec(declared[name])
+        assert kind != "COMBO" or value in options["options"], f"{title}.{name}: {value!r} not offered"
+        targets[0]["inputs"][name] = value
+
+
+@pytest.mark.parametrize("workflow", sorted(UPSCALE_WORKFLOWS))
+def test_super_resolution_workflows_run_on_tiny_models(workflow, comfy, start_image):
+    """The shipped HunyuanVideo-1.5 super-resolution workflows on the tiny models: base 64x48, then each SR stage
+    (its own transformer, latent upsampler and Sample) to a larger size; Save Video writes the last one's MP4."""
+    prompt = tiny15_prompt(comfy, "single files", start_image, workflow=ROOT / "workflows" / workflow)
+    info = comfy.object_info
+    base = next(n["_meta"]["title"] for n in prompt.values() if n["class_type"] == "HunyuanI2VLoadTransformer"
+                and "SR" not in n["_meta"]["title"])
+    set_titled(prompt, info, base, model_name="tiny15_comfy.safetensors", offload_mode="model")
+    for title, release, model, upsampler, (width, height) in UPSCALE_WORKFLOWS[workflow]:
+        set_titled(prompt, info, f"Load SR transformer ({title})", model_name=model, weight_dtype="fp32",
+                   offload_mode="model")
+        set_titled(prompt, info, f"Load latent upsampler ({title})", upsampler_name=upsampler)
+        set_titled(prompt, info, f"Super-resolution to {title}", resolution=release, width=width, height=height)
+        set_titled(prompt, info, f"Sample {title} (SR)", steps=2)
+    set_inputs(prompt, info, "SaveVideo", filename_prefix=f"video/integration_sr_{len(UPSCALE_WORKFLOWS[workflow])}")
+    entry = comfy.run(prompt)
+    assert_success(entry, comfy)
+    width, height = UPSCALE_WORKFLOWS[workflow][-1][-1]
+    assert_saved_video(comfy, entry, prompt, (5, width, height), "HunyuanVideo-1.5")
 
 
 def test_hunyuan_video_15_single_files_pick_comfyuis_tokenizer_first(comfy, start_image):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import encode_inputs, run_node, sample_inputs, save_file_with_config, te_choice, test_image, \
+from conftest import encode_inputs, run_node, sample_inputs, te_choice, test_image, tiny_sr_transformer, \
     transformer_inputs
 from original_layout_15 import transformer_to_original
 
@@ -19,51 +19,11 @@ C = demo.LATENT_CHANNELS
 SR_SIZE = (128, 96)  # (width, height) of the tiny SR video: 2x the 64x48 base
 
 
-def tiny_sr_transformer(seed=7):
-    from diffusers import HunyuanVideo15Transformer3DModel
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return HunyuanVideo15Transformer3DModel(
-            in_channels=3 * C + 2, out_channels=C, num_attention_heads=demo.TRANSFORMER_HEADS,
-            attention_head_dim=demo.TRANSFORMER_HEAD_DIM, num_layers=demo.TRANSFORMER_LAYERS,
-            num_refiner_layers=demo.REFINER_LAYERS, mlp_ratio=4.0, patch_size=1, patch_size_t=1, qk_norm="rms_norm",
-            text_embed_dim=demo.TEXT_HIDDEN, text_embed_2_dim=demo.BYT5_HIDDEN, image_embed_dim=demo.IMAGE_HIDDEN,
-            rope_theta=256.0, rope_axes_dim=demo.ROPE_AXES_DIM, target_size=demo.TARGET_SIZE, use_meanflow=True,
-        ).eval()
-
-
-def write_upsampler(path, kind, channels=C, seed=3):
-    """A tiny latent upsampler of ``kind`` in ComfyUI's single-file layout."""
-    import test_upsampler
-
-    kept, test_upsampler.CHANNELS = test_upsampler.CHANNELS, channels  # its builder reads the module's width
-    try:
-        save_file_with_config(test_upsampler.original_state(kind, seed), path, {})
-    finally:
-        test_upsampler.CHANNELS = kept
-    return path
-
-
 @pytest.fixture(scope="module")
 def sr_root(models15_root):
-    """The tiny 1.5 models plus SR transformers (ComfyUI's fused layout with its model_type header, Tencent's split
-    layout without) and both upsampler kinds, in their ComfyUI folders."""
-    from safetensors.torch import save_file
-
-    model = tiny_sr_transformer()
-    state = model.state_dict()
-    folder = models15_root / "diffusion_models"
-    save_file(transformer_to_original(state, True), folder / "tiny15_720p_sr_comfy.safetensors",
-              metadata={"config": json.dumps({"rope_axes_dim": list(demo.ROPE_AXES_DIM)}),
-                        "model_type": "hunyuanvideo1.5_720p_sr_distilled"})
-    save_file_with_config(transformer_to_original(state, False), folder / "tiny15_sr_tencent.safetensors",
-                          {"rope_axes_dim": list(demo.ROPE_AXES_DIM)})
-    upsamplers = models15_root / "latent_upscale_models"
-    upsamplers.mkdir(exist_ok=True)
-    for kind in ("720p", "1080p"):
-        write_upsampler(upsamplers / f"tiny_upsampler_{kind}.safetensors", kind)
-    return models15_root, model
+    """The tiny 1.5 models, with conftest's SR transformers (ComfyUI's fused layout with its model_type header,
+    Tencent's split layout without) and both upsampler kinds, and the SR transformer they were written from."""
+    return models15_root, tiny_sr_transformer()
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,9 @@ def conv(out_channels, in_channels, kernel=3, gen=None):
             torch.randn(out_channels, generator=gen) * 0.1)
 
 
-def original_state(kind: str, seed: int = 0) -> dict:
-    """Random weights under Tencent's (= ComfyUI's file) names, shaped as its classes make them."""
+def original_state(kind: str, seed: int = 0, channels: int = CHANNELS) -> dict:
+    """Random weights under Tencent's (= ComfyUI's file) names, shaped as its classes make them, for latents of
+    ``channels`` channels (the 1080p kind's first stage must be a multiple of it)."""
     gen = torch.Generator().manual_seed(seed)
     state = {}
 
@@ -40,13 +41,13 @@ def original_state(kind: str, seed: int = 0) -> dict:
         state[f"{name}{inner}.weight"], state[f"{name}{inner}.bias"] = conv(out_channels, in_channels, kernel, gen)
 
     if kind == "720p":
-        add("in_conv", HIDDEN, CHANNELS)
+        add("in_conv", HIDDEN, channels)
         for i in range(BLOCKS):
             for j in (0, 2, 4):
                 add(f"blocks.{i}.block.{j}", HIDDEN, HIDDEN)
-        add("out_conv", CHANNELS, HIDDEN)
+        add("out_conv", channels, HIDDEN)
         return state
-    add("conv_in", STAGES[0], CHANNELS)
+    add("conv_in", STAGES[0], channels)
     width = STAGES[0]
     for i, stage in enumerate(STAGES):
         for j in range(RES_BLOCKS + 1):
@@ -59,7 +60,7 @@ def original_state(kind: str, seed: int = 0) -> dict:
                 add(f"{name}.nin_shortcut", stage, width, kernel=1, inner="")
             width = stage
     state["norm_out.gamma"] = 1 + 0.1 * torch.randn(width, 1, 1, 1, generator=gen)
-    add("conv_out", CHANNELS, width)
+    add("conv_out", channels, width)
     return state
 
 
