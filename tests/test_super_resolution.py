@@ -327,3 +327,35 @@ def test_start_image_is_resized_as_tencents_sr_stage_does():
         expected = image.resize(covered, Image.LANCZOS).crop((*offset, offset[0] + tw, offset[1] + th))
         got = super_resolution.cover_and_crop(image, tw, th)
         assert got.size == (tw, th) and list(got.getdata()) == list(expected.getdata())
+
+
+# ---------------------------------------------------------------- the loader's options on the SR transformer
+
+@pytest.mark.parametrize("cache", ["taylorseer", "first block cache"])
+def test_sr_transformer_with_fp8_storage_a_lora_and_a_cache(sr_root, base_run, upsampler720, tmp_path, cache):
+    """fp8 storage, a LoRA (on the fused q|k|v and the output projection) and each cache work on the SR release as
+    on the base: the LoRA moves the result, and fp8 storage keeps it near the bf16 one."""
+    import os
+
+    from parallel_harness import write_lora
+
+    root, _ = sr_root
+    sr_cond = run_node("HunyuanI2VSuperResolution", **sr_inputs(base_run, upsampler720))[0]
+    os.environ["HUNYUAN_I2V_MODELS"] = str(root)
+    lora = write_lora(root / "loras" / "sr_lora.safetensors", demo.TRANSFORMER_HEADS * demo.TRANSFORMER_HEAD_DIM, C)
+    try:
+        runs = {}
+        for name, fp8, with_lora in (("bf16", False, False), ("fp8", True, False), ("fp8+lora", True, True)):
+            model = run_node("HunyuanI2VLoadTransformer", **transformer_inputs(
+                "tiny15_720p_sr_comfy.safetensors", weight_dtype="bf16", fp8_storage=fp8))[0]
+            if with_lora:
+                model = run_node("HunyuanI2VLoRA", model=model, lora_name=lora.name, strength=1.0)[0]
+            runs[name] = run_node("HunyuanI2VSample", **sample_inputs(model, sr_cond, seed=2, cache=cache,
+                                                                      cache_threshold=0.05))[0]["samples"]
+    finally:
+        lora.unlink()
+        os.environ.pop("HUNYUAN_I2V_MODELS", None)
+    assert all(torch.isfinite(x).all() for x in runs.values())
+    scale = runs["bf16"].abs().mean().item()
+    assert (runs["fp8"] - runs["bf16"]).abs().mean().item() < 0.1 * scale
+    assert (runs["fp8+lora"] - runs["fp8"]).abs().mean().item() > 1e-3 * scale
