@@ -53,6 +53,7 @@ FILE_INPUTS = {
     ("HunyuanI2VLoadTextEncoders", "vision"): "clip_vision",
     ("HunyuanI2VLoadTextEncoders", "text_encoder_2"): "text_encoders",
     ("HunyuanI2VLoRA", "lora_name"): "loras",
+    ("HunyuanI2VLoadLatentUpsampler", "upsampler_name"): "latent_upscale_models",
     ("LoadImage", "image"): "input",
 }
 # ComfyUI's repackaged files (Comfy-Org's HunyuanVideo and HunyuanVideo-1.5 repackages, as the README lists
@@ -62,7 +63,9 @@ REPACKAGED = {
         "diffusion_models": {f"hunyuanvideo1.5_{r}_i2v_{k}.safetensors" for r in ("480p", "720p")
                              for k in ("fp16", "fp8_scaled")}
         | {"hunyuanvideo1.5_480p_i2v_step_distilled_fp8_scaled.safetensors",
-           "hunyuanvideo1.5_720p_i2v_cfg_distilled_fp8_scaled.safetensors"},
+           "hunyuanvideo1.5_720p_i2v_cfg_distilled_fp8_scaled.safetensors"}
+        | {f"hunyuanvideo1.5_{r}_sr_distilled_{k}.safetensors" for r in ("720p", "1080p") for k in ("fp16", "fp8_scaled")},
+        "latent_upscale_models": {f"hunyuanvideo15_latent_upsampler_{r}.safetensors" for r in ("720p", "1080p")},
         "vae": {"hunyuanvideo15_vae_fp16.safetensors"},
         "text_encoders": {"qwen_2.5_vl_7b_fp8_scaled.safetensors", "byt5_small_glyphxl_fp16.safetensors"},
         "clip_vision": {"sigclip_vision_patch14_384.safetensors"},

@@ -275,25 +275,24 @@ def note(text: str, height: int = 480) -> Node:
                 color=NOTE_COLOR[0], bgcolor=NOTE_COLOR[1])
 
 
-FILES_15 = """
-| file | folder (`ComfyUI/models/…`) |
-|---|---|
-| `{model}` | `diffusion_models/` |
-| `hunyuanvideo15_vae_fp16.safetensors` | `vae/` |
-| `qwen_2.5_vl_7b_fp8_scaled.safetensors` | `text_encoders/` |
-| `byt5_small_glyphxl_fp16.safetensors` | `text_encoders/` |
-| `sigclip_vision_patch14_384.safetensors` | `clip_vision/` |
-"""
+def files_note(*names: str) -> str:
+    """The note's file table, from the engine's table of model files (the same links the loaders carry)."""
+    rows = []
+    for name in names:
+        entry = MODEL_FILES.BY_NAME[name]
+        rows.append(f"| [`{name}`]({entry.url}) | `{entry.folder}/` | {MODEL_FILES.shown_size(entry.size)} |")
+    return "\n| file | folder (`ComfyUI/models/…`) | size (about) |\n|---|---|---|\n" + "\n".join(rows) + "\n"
 
-FILES_13B = """
-| file | folder (`ComfyUI/models/…`) |
-|---|---|
-| `{model}` | `diffusion_models/` |
-| `hunyuan_video_vae_bf16.safetensors` | `vae/` |
-| `llava_llama3_fp8_scaled.safetensors` | `text_encoders/` |
-| `clip_l.safetensors` | `text_encoders/` |
-| `llava_llama3_vision.safetensors` | `clip_vision/` |
-"""
+
+def files_15(model: str) -> str:
+    return files_note(model, "hunyuanvideo15_vae_fp16.safetensors", "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                      "byt5_small_glyphxl_fp16.safetensors", "sigclip_vision_patch14_384.safetensors")
+
+
+def files_13b(model: str) -> str:
+    return files_note(model, "hunyuan_video_vae_bf16.safetensors", "llava_llama3_fp8_scaled.safetensors",
+                      "clip_l.safetensors", "llava_llama3_vision.safetensors")
+
 
 COMMON_TAIL = """
 - **Frames** must be 4n+1; **seed** is made on the CPU, so it gives the same video on any GPU.
@@ -311,8 +310,9 @@ class Upscale:
     offload: str = "model"
 
 
-def upscale_stage(stage: Upscale, index: int, latent_from: str) -> tuple[Group, list]:
-    """The stage's group (clearly marked) and its links; ``latent_from`` is the Sample node it upsamples."""
+def upscale_stage(stage: Upscale, index: int, latent_from: str) -> tuple[tuple[Group, Group], list]:
+    """The stage's groups (clearly marked, one column each) and its links; ``latent_from`` is the Sample node it
+    upsamples."""
     key = f"sr{stage.resolution}"
     transformer = Node(f"{key}_transformer", "HunyuanI2VLoadTransformer", dict(
         model_name=stage.model, weight_dtype="bf16", fp8_storage=True, attention="native (PyTorch SDPA)",
@@ -324,8 +324,10 @@ def upscale_stage(stage: Upscale, index: int, latent_from: str) -> tuple[Group, 
     sample = Node(f"{key}_sample", "HunyuanI2VSample", dict(
         seed=42, control_after_generate="fixed", steps=0, frames=121, flow_shift=0.0, embedded_guidance=0.0,
         cfg_scale=0.0, i2v_stability=True, cache="off", cache_threshold=0.1), title=f"Sample {stage.resolution} (SR)")
-    group = Group(f"{index} · Video upscale {stage.resolution} (super-resolution)", [transformer, upsampler, prepare,
-                                                                                     sample], GROUP_COLORS["upscale"])
+    # Two groups, so that every link runs left to right: the stage's models, then its two working nodes.
+    groups = (Group(f"{index}a · Upscale {stage.resolution}: SR models", [transformer, upsampler], GROUP_COLORS["upscale"]),
+              Group(f"{index}b · Upscale {stage.resolution}: super-resolution", [prepare, sample],
+                    GROUP_COLORS["upscale"], horizontal=True))
     links = [
         ("encode", "conditioning", key, "conditioning"),
         (latent_from, "latent", key, "latent"),
@@ -336,7 +338,7 @@ def upscale_stage(stage: Upscale, index: int, latent_from: str) -> tuple[Group, 
         (key, "conditioning", f"{key}_sample", "conditioning"),
         (f"{key}_transformer", "model", f"{key}_sample", "model"),
     ]
-    return group, links
+    return groups, links
 
 
 def local_graph(name: str, summary: str, note_text: str, *, model: str, family: str, variant: str, fp8: bool,
@@ -383,8 +385,8 @@ def local_graph(name: str, summary: str, note_text: str, *, model: str, family: 
     ]
     last = "sample"
     for number, stage in enumerate(upscales, start=5):
-        group, stage_links = upscale_stage(stage, number, last)
-        columns.append([group])
+        groups, stage_links = upscale_stage(stage, number, last)
+        columns += [[group] for group in groups]
         links += stage_links
         last = f"sr{stage.resolution}_sample"
     links += [("vae", "vae", "decode", "vae"), (last, "latent", "decode", "latent"), ("decode", "video", "save", "video")]
@@ -402,7 +404,7 @@ def hunyuan15_480p() -> Workflow:
 settings that need the least GPU memory.
 
 **Files** (ComfyUI's repackaged HunyuanVideo-1.5 files):
-{FILES_15.format(model=model)}
+{files_15(model)}
 **Settings that matter**
 - **Load Transformer**: *fp8 storage* on (half the weight memory of bf16), *offload mode* **block**
   (blocks stream to the GPU: least VRAM, slower). With memory to spare, *model* is faster.
@@ -430,7 +432,7 @@ The 720p release, CFG-distilled: 50 steps, shift 7, one pass per step. Sharper t
 several times slower and hungrier.
 
 **Files** (ComfyUI's repackaged HunyuanVideo-1.5 files):
-{FILES_15.format(model=model)}
+{files_15(model)}
 **Settings that matter**
 - **Load Transformer**: *variant* **i2v cfg-distilled**: the file cannot tell that it is CFG-distilled,
   and the sampler's defaults depend on it (CFG 1 instead of 6). With the plain 720p file,
@@ -459,7 +461,7 @@ parallelism, Ulysses), so each step takes about a quarter of the time. Every GPU
 of the transformer; the text encoders and the VAE stay with ComfyUI on its own GPU.
 
 **Files** (ComfyUI's repackaged HunyuanVideo-1.5 files):
-{FILES_15.format(model=model)}
+{files_15(model)}
 **Settings that matter**
 - **Load Transformer**: *gpus* is how many GPUs share each video: 2, 4 or 8 for HunyuanVideo-1.5
   (16 attention heads), 2, 3, 4, 6 or 8 for the 13 B model (24). Set it to your GPU count. The
@@ -482,10 +484,6 @@ of the transformer; the text encoders and the VAE stay with ComfyUI on its own G
     )
 
 
-SR_FILES = """
-| file | folder (`ComfyUI/models/…`) |
-|---|---|
-{rows}"""
 SR_MODELS = {
     "720p": ("hunyuanvideo1.5_720p_sr_distilled_fp8_scaled.safetensors",
              "hunyuanvideo15_latent_upsampler_720p.safetensors"),
@@ -498,7 +496,7 @@ size for the image's aspect (848x480 -> 1280x720, 1280x720 -> 1904x1072) and ref
 upsampler; the SR transformer then re-samples it with the same prompt and start image: shift 2, no CFG,
 6 steps at 720p and 8 at 1080p (0 = these defaults), with 70 % noise mixed into the upsampled latent
 (*noise_augmentation*: lower keeps closer to the base video). Its *frames* follow the base video.
-To skip an upscale stage: bypass its group (Ctrl+B) and connect the previous Sample to Decode.
+To skip an upscale stage: bypass its two groups (Ctrl+B) and connect the previous Sample to Decode.
 - **Decode** at 1080p: keep *tiling* on; *tile_size* 0 picks the largest tile that fits (128 px needs
   about 7 GB for 121 frames).
 """
@@ -527,17 +525,16 @@ def hunyuan15_upscale(base: str) -> Workflow:
                  "1280x720 becomes 1904x1072. The SR transformer streams its blocks (offload mode block): the "
                  "1080p stage needs about 13.5 GB so; with 24 GB or more, offload mode model is faster.")
         variant, fp8, offload, resolution = "i2v cfg-distilled", True, "model", "720p"
-    rows = "\n".join(f"| `{file}` | `{folder}` |" for stage in stages_ for file, folder in (
-        (stage.model, "diffusion_models/"), (stage.upsampler, "latent_upscale_models/")))
+    sr_files = files_note(*[name for stage in stages_ for name in (stage.model, stage.upsampler)])
     text = f"""
 ## {heading}
 
 {about}
 
 **Files** (ComfyUI's repackaged HunyuanVideo-1.5 files), the base video's:
-{FILES_15.format(model=model)}
+{files_15(model)}
 and the super-resolution stage's:
-{SR_FILES.format(rows=rows)}
+{sr_files}
 {SR_TAIL}{COMMON_TAIL}"""
     return local_graph(
         name, f"{heading}: the super-resolution groups are marked in green.", text, model=model, family="1.5",
@@ -573,7 +570,7 @@ def hunyuan13b(version: str) -> Workflow:
 {about} 129 frames = 5.4 s at 24 fps.
 
 **Files** (ComfyUI's repackaged HunyuanVideo files):
-{FILES_13B.format(model=model)}
+{files_13b(model)}
 **Settings that matter**
 - **Memory**: the reference needs about 60 GB at 720p × 129 frames. Here *fp8 storage* is on (13 GB of
   weights instead of 26) and *offload mode* is **block**; *resolution* 540p or 360p, or fewer frames, save

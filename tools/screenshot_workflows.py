@@ -17,6 +17,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VIEW = (3000, 1400)  # large enough that the whole graph fits at a readable zoom (LiteGraph drops widget text below 0.6)
 THUMB_WIDTH = 960
+MIN_TEXT_ZOOM = 0.62  # LiteGraph stops drawing widget text below 0.6
+
+
+def graph_extent(graph: dict) -> tuple[float, float]:
+    """Width and height of the graph's nodes and groups, in canvas units."""
+    boxes = [(n["pos"][0], n["pos"][1] - 30, n["size"][0], n["size"][1] + 30) for n in graph["nodes"]]
+    boxes += [tuple(g["bounding"]) for g in graph.get("groups", [])]
+    return (max(x + w for x, _, w, _ in boxes) - min(x for x, _, _, _ in boxes),
+            max(y + h for _, y, _, h in boxes) - min(y for _, y, _, _ in boxes))
 
 FIT_AND_REPORT = """
 async ([graph, name]) => {
@@ -122,6 +131,10 @@ def main() -> None:
         reports = {}
         for path in paths:
             console.clear()
+            # A wide graph (the super-resolution ones) gets a wider page, so it fits at a zoom that still draws text.
+            width, height = graph_extent(json.loads(path.read_text()))
+            page.set_viewport_size({"width": max(VIEW[0], int(width * MIN_TEXT_ZOOM) + 80),
+                                    "height": max(VIEW[1], int(height * MIN_TEXT_ZOOM) + 80)})
             report = page.evaluate(FIT_AND_REPORT, [json.loads(path.read_text()), path.name])
             report["console"] = list(console)
             shot = args.out / f"{path.stem}.png"
