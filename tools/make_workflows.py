@@ -385,8 +385,13 @@ def local_graph(name: str, summary: str, note_text: str, *, model: str, family: 
     ]
     last = "sample"
     for number, stage in enumerate(upscales, start=5):
-        groups, stage_links = upscale_stage(stage, number, last)
-        columns += [[group] for group in groups]
+        (models, working), stage_links = upscale_stage(stage, number, last)
+        if number == 5:
+            models_column = [models]
+            columns += [models_column, [working]]
+        else:  # a later stage's models stack under the first stage's: a narrower graph, links still left to right
+            models_column.append(models)
+            columns.append([working])
         links += stage_links
         last = f"sr{stage.resolution}_sample"
     links += [("vae", "vae", "decode", "vae"), (last, "latent", "decode", "latent"), ("decode", "video", "save", "video")]
