@@ -223,6 +223,16 @@ def test_timesteps_velocity_and_final_latent(sr, pack):
             (i, max_diff(ours["velocity"], theirs["velocity"]))
     final, expected = pack["final_latent"], sr["tencent"]["final_latent"]
     assert torch.allclose(final, expected, rtol=RTOL, atol=ATOL), max_diff(final, expected)
+    calls, tencent = pack["calls"], sr["tencent"]
+    worst = {key: max(max_diff(ours[key], theirs[their_key]) for ours, theirs in zip(calls, steps))
+             for key, their_key in (("hidden_states", "hidden_states"), ("timestep", "timestep"),
+                                    ("timestep_r", "timestep_r"), ("velocity", "velocity"))}
+    upsampled = max_diff(pack["cond"].low_res, tencent["lq_upsampled"])
+    print(f"\n{sr['name']} max |pack - Tencent|: upsampled latent {upsampled:.2e}, image latent "
+          f"{max_diff(pack['cond'].image_latent, tencent['image_latent']):.2e}, 98-channel input "
+          f"{worst['hidden_states']:.2e}, timestep {worst['timestep']:.2e}, timestep_r {worst['timestep_r']:.2e}, "
+          f"velocity {worst['velocity']:.2e}, final latent {max_diff(final, expected):.2e} (max |value| "
+          f"{expected.abs().max().item():.2f})")
 
 
 def tencent_image_latent(pipe, pil, width, height):
