@@ -259,14 +259,13 @@ def resized_and_cropped(pil, width, height, resize, top, left):
     return torch.from_numpy(array.astype(np.float32) / 127.5 - 1).permute(2, 0, 1).unsqueeze(0)
 
 
-def test_start_image_resize_is_the_only_image_difference(sr):
+def test_start_image_of_another_aspect_is_resized_as_tencent_does(sr):
     """A start image of the base video's aspect (the usual case: the SR size's aspect is a little off it).
 
     Tencent resizes to cover the SR size with ``round(side * scale)`` (torchvision Resize, LANCZOS) and crops with
-    ``int(round(margin / 2))``; the pack uses diffusers' image processor (as for the base stage), which resizes
-    with ``side * other // side`` (floor) and pastes at ``size // 2 - resized // 2``. The two differ by one pixel of
-    resize: 848x480 -> 1280x725 (Tencent) vs 1280x724 (pack) for 720p; 1280x720 -> 1906x1072 vs 1905x1072 for
-    1080p. The VAE itself agrees: given Tencent's pixels, the pack's encode gives Tencent's latent.
+    ``int(round(margin / 2))``: 848x480 -> 1280x725 for 720p, 1280x720 -> 1906x1072 for 1080p. diffusers' image
+    processor would floor (1280x724, 1905x1072); the pack's SR stage resizes as Tencent does, so its image latent is
+    Tencent's.
     """
     case, vae = sr["case"], sr["vae"]
     pil = noise_image(*case.awkward_image, seed=3)
@@ -274,35 +273,23 @@ def test_start_image_resize_is_the_only_image_difference(sr):
     theirs, their_pixels = tencent_image_latent(sr["pipe"], pil, width, height)
 
     from hyv_pack.hunyuan_i2v import stages
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import super_resolution
 
     cond = stages.run_super_resolution(
         base_conditioning(sr["tencent"], vae, case), base_latent(sr["tencent"]["lq_input"], vae), sr["upsampler"], vae,
         image_tensor(pil), sr["name"],
     )
-    ours = cond.image_latent
     w0, h0 = pil.size
     scale = max(width / w0, height / h0)
     tencent_size = (int(round(w0 * scale)), int(round(h0 * scale)))
-    if width / height > w0 / h0:  # diffusers' _resize_and_crop
-        pack_size = (width, h0 * width // w0)
-    else:
-        pack_size = (w0 * height // h0, height)
-    assert tencent_size != pack_size  # the case this test is about
-    tencent_pixels = resized_and_cropped(pil, width, height, tencent_size, int(round((tencent_size[1] - height) / 2)),
-                                         int(round((tencent_size[0] - width) / 2)))
-    pack_pixels = resized_and_cropped(pil, width, height, pack_size, pack_size[1] // 2 - height // 2,
-                                      pack_size[0] // 2 - width // 2)
-    assert max_diff(their_pixels, tencent_pixels) < 1e-6
-    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import conditioning
-
-    processor = conditioning.image_processor(vae.spatial_ratio)
-    start = processor.resize(pil, height=height, width=width, resize_mode="crop")
-    assert max_diff(processor.preprocess(start, height=height, width=width), pack_pixels) < 1e-5
-    assert torch.allclose(vae.encode_image(their_pixels), theirs, rtol=RTOL, atol=ATOL)
-    assert torch.allclose(vae.encode_image(pack_pixels), ours, rtol=RTOL, atol=ATOL)
-    print(f"\n{sr['name']}: start image {w0}x{h0} -> {width}x{height}: Tencent resizes to {tencent_size}, the pack to "
-          f"{pack_size}; pixels max |diff| {max_diff(their_pixels, pack_pixels):.4f}, image latent max |diff| "
-          f"{max_diff(ours, theirs):.4f} (latent max |value| {theirs.abs().max().item():.4f})")
+    floored = (width, h0 * width // w0) if width / height > w0 / h0 else (w0 * height // h0, height)
+    assert tencent_size != floored  # the case this test is about
+    view = super_resolution.cover_and_crop(pil, width, height)
+    ours_pixels = torch.from_numpy(np.asarray(view, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1).unsqueeze(0)
+    assert max_diff(their_pixels.reshape(ours_pixels.shape), ours_pixels) < 1e-6
+    assert torch.allclose(cond.image_latent, theirs, rtol=RTOL, atol=ATOL), max_diff(cond.image_latent, theirs)
+    print(f"\n{sr['name']}: start image {w0}x{h0} -> {width}x{height} (covered at {tencent_size}): image latent "
+          f"max |diff| {max_diff(cond.image_latent, theirs):.2e}")
 
 
 # ---------------------------------------------------------------- the pack's own SigLIP tokens
@@ -383,31 +370,26 @@ def test_pack_vision_states_with_its_own_encoders(sr, pack_encoders):
     assert torch.allclose(ours, theirs, rtol=RTOL, atol=ATOL), max_diff(ours, theirs)
 
 
-def test_pack_vision_states_differ_only_by_the_resize(sr, pack_encoders):
+def test_pack_vision_states_of_another_aspect_match_tencents(sr, pack_encoders):
     """A start image of the base video's aspect: Tencent's SigLIP view (hyvideo/utils/data_utils.py
-    resize_and_center_crop: ``round(side * scale)``, crop box rounded by PIL) and the pack's (diffusers' resize, as
-    for the VAE) differ by one pixel of resize; the same view through the pack's SigLIP gives Tencent's tokens."""
+    resize_and_center_crop: ``round(side * scale)``, crop box rounded by PIL) is the pack's, so are the tokens."""
     from hyvideo.utils.data_utils import resize_and_center_crop
 
     from hyv_pack.hunyuan_i2v import stages
-    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import conditioning
+    from hyv_pack.hunyuan_i2v.hunyuan_video_15 import super_resolution
 
     pil = noise_image(*sr["case"].awkward_image, seed=3)
     theirs = tencent_vision_states(sr["pipe"], pil)
     height, width = sr["pipe"].get_closest_resolution_given_reference_image(pil, sr["pipe"].ideal_resolution)
-    their_view = Image.fromarray(resize_and_center_crop(np.array(pil), width, height))
-    assert torch.allclose(conditioning.vision_states(pack_encoders, their_view), theirs, rtol=RTOL, atol=ATOL)
+    their_view = np.array(resize_and_center_crop(np.array(pil), width, height))
+    assert np.array_equal(np.asarray(super_resolution.cover_and_crop(pil, width, height)), their_view)
     cond = stages.run_super_resolution(
         base_conditioning(sr["tencent"], sr["vae"], sr["case"]), base_latent(sr["tencent"]["lq_input"], sr["vae"]),
         sr["upsampler"], sr["vae"], image_tensor(pil), sr["name"], encoders=pack_encoders,
     )
-    processor = conditioning.image_processor(sr["vae"].spatial_ratio)
-    our_view = processor.resize(pil, height=height, width=width, resize_mode="crop")
-    assert torch.equal(conditioning.vision_states(pack_encoders, our_view), cond.image_embeds)  # same bucket
-    pixels = max_diff(*(torch.from_numpy(np.asarray(view, dtype=np.float32)) for view in (our_view, their_view)))
-    print(f"\n{sr['name']}: SigLIP view of {pil.size[0]}x{pil.size[1]} at {width}x{height}: view pixels max |diff| "
-          f"{pixels} / 255, tokens max |diff| {max_diff(cond.image_embeds, theirs):.4f} (max |value| "
-          f"{theirs.abs().max().item():.4f})")
+    assert torch.allclose(cond.image_embeds, theirs, rtol=RTOL, atol=ATOL), max_diff(cond.image_embeds, theirs)
+    print(f"\n{sr['name']}: SigLIP of {pil.size[0]}x{pil.size[1]} at {width}x{height}: tokens max |diff| "
+          f"{max_diff(cond.image_embeds, theirs):.2e}")
 
 
 def test_pack_prompt_states_with_its_own_encoders(sr, pack_encoders):
