@@ -478,7 +478,8 @@ def test_thumbnail_is_a_picture_of_the_graph(workflow):
         assert image.format == "JPEG"
         assert 400 <= image.width <= 1600 and 200 <= image.height <= 1600, image.size
         gray = image.convert("L")
-        assert ImageStat.Stat(gray).stddev[0] > 15, "a flat image: a placeholder, not a screenshot"
+        # A placeholder is near 0; the widest graphs (super-resolution) show the most bare canvas, about 14.
+        assert ImageStat.Stat(gray).stddev[0] > 12, "a flat image: a placeholder, not a screenshot"
         assert len(gray.getcolors(256 * 256) or range(256)) > 64
     assert (FOLDER / f"{name}.jpg").stat().st_size < 400_000
 
