@@ -124,7 +124,31 @@ def tiny(prompt: dict, name: str, image: str) -> dict:
         inputs.update(width=width, height=height)
     for inputs in nodes_of(prompt, "HunyuanI2VSample"):
         inputs.update(steps=2, frames=frames, seed=0)
+    for number, (title, model, upsampler) in enumerate(sr_stages(prompt), start=1):
+        by_title = {node["_meta"]["title"]: node["inputs"] for node in prompt.values()}
+        by_title[f"Load SR transformer ({title})"]["model_name"] = model
+        by_title[f"Load latent upsampler ({title})"]["upsampler_name"] = upsampler
+        by_title[f"Super-resolution to {title}"].update(width=width + 32 * number, height=height + 32 * number)
     return prompt
+
+
+# The tiny SR files per stage resolution: ComfyUI's layout with its 720p header, Tencent's without a release.
+TINY_SR = {"720p": ("tiny15_720p_sr_comfy.safetensors", "tiny_upsampler_720p.safetensors"),
+           "1080p": ("tiny15_sr_tencent.safetensors", "tiny_upsampler_1080p.safetensors")}
+
+
+def sr_stages(prompt: dict) -> list[tuple[str, str, str]]:
+    """(stage resolution, tiny SR transformer, tiny upsampler) of each super-resolution stage, in order."""
+    found = sorted(node["inputs"]["resolution"] for node in prompt.values()
+                   if node["class_type"] == "HunyuanI2VSuperResolution")
+    return [(resolution, *TINY_SR[resolution]) for resolution in sorted(found, key=lambda r: int(r[:-1]))]
+
+
+def expected_size(prompt: dict, release: str) -> tuple[int, int]:
+    """The saved video's (width, height): the last super-resolution stage's, else the tiny base size."""
+    width, height, _, _ = TINY[release]
+    stages = sr_stages(prompt)
+    return (width + 32 * len(stages), height + 32 * len(stages))
 
 
 # Display names a later ComfyUI gave a pinned core node (only the title changes; the workflows store none of them).
@@ -199,8 +223,8 @@ def test_workflow_makes_a_video(name, server, start_image):
         wanted = [endpoint[node["class_type"]] for node in prompt.values() if node["class_type"] in endpoint]
         assert wanted and all(path in paths for path in wanted), paths
         return
-    expected_w, expected_h, _, saved = TINY[release]
-    assert (frames, width, height) == (saved, expected_w, expected_h), release
+    saved = TINY[release][3]
+    assert (frames, width, height) == (saved, *expected_size(prompt, release)), release
     texts = [line for inputs_id, node in prompt.items() if node["class_type"] == "PreviewAny"
              for line in entry["outputs"].get(inputs_id, {}).get("text", [])]
     # The loader's info (Preview Any) names the family and the release the shipped settings asked for.
