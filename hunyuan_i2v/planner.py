@@ -248,6 +248,9 @@ def advice(estimate: Estimate, transformer=None, cond=None, num_frames: int = 0,
         if fitting.fits(free):
             return (f"To fit, load the transformer with offload_mode '{mode}'" + (" and fp8_storage on" if fp8 else "")
                     + " (or offload_mode 'auto').")
+        if getattr(cond, "low_res", None) is not None:  # the super-resolution stage: its size and frames come from before
+            return ("It does not fit with any offload setting: lower the base video's frames, or upscale to a smaller "
+                    "size (720p instead of 1080p, or a smaller width and height on the Super-Resolution node).")
         return "It does not fit with any offload setting: lower the resolution or the frames."
     if estimate.stage == "decode":
         return "To fit, turn tiling on and lower the tile size (or set it to 'auto')."

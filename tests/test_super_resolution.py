@@ -359,3 +359,18 @@ def test_sr_transformer_with_fp8_storage_a_lora_and_a_cache(sr_root, base_run, u
     scale = runs["bf16"].abs().mean().item()
     assert (runs["fp8"] - runs["bf16"]).abs().mean().item() < 0.1 * scale
     assert (runs["fp8+lora"] - runs["fp8"]).abs().mean().item() > 1e-3 * scale
+
+
+def test_sampling_text_says_what_fits_for_the_sr_stage(sr_root, base_run, upsampler720):
+    """The Sample node's memory plan for the SR release: the estimate at the high size, and what to change when
+    nothing fits (the base video's frames or a smaller SR size, not the SR node's own frames)."""
+    from hyv_pack.hunyuan_i2v import planner
+
+    sr_cond = run_node("HunyuanI2VSuperResolution", **sr_inputs(base_run, upsampler720))[0]
+    model = run_node("HunyuanI2VLoadTransformer", **transformer_inputs("tiny15_720p_sr_comfy.safetensors"))[0]
+    estimate = planner.sample_estimate(model, sr_cond, sr_cond.num_frames)
+    roomy = stages.plan_sample(model, sr_cond, sr_cond.num_frames, torch.device("cpu"), None, 10 * estimate.total)
+    assert any("sample: about" in note and "does not fit" not in note for note in roomy)
+    tight = stages.plan_sample(model, sr_cond, sr_cond.num_frames, torch.device("cpu"), None, 1000)
+    assert any("does not fit" in note for note in tight)
+    assert any("lower the base video's frames, or upscale to a smaller size" in note for note in tight)
