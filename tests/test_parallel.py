@@ -548,27 +548,24 @@ def test_workers_die_with_their_parent_and_meet_through_a_file(models15_root, tm
     assert "HUNYUAN_I2V_STORE=" in env and "GLOO_SOCKET_IFNAME=lo" in env
 
 
-def test_super_resolution_in_the_worker_pool_equals_one_process(graph15_parts, models15_root):
+def test_super_resolution_in_the_worker_pool_equals_one_process(graph15_parts, models15_root, monkeypatch):
     """The SR release split over two workers: its conditioning (98 channels at full size) travels to them and the
     latent matches one process."""
-    os.environ["HUNYUAN_I2V_MODELS"] = str(models15_root)
+    monkeypatch.setenv("HUNYUAN_I2V_MODELS", str(models15_root))
+    base = run_node("HunyuanI2VSample", **sample_inputs(graph15_parts["single"], graph15_parts["cond"], seed=1,
+                                                        steps=2, frames=5))[0]
+    upsampler = run_node("HunyuanI2VLoadLatentUpsampler", upsampler_name="tiny_upsampler_720p.safetensors")[0]
+    image, _ = test_image(64, 80)
+    sr_cond = run_node("HunyuanI2VSuperResolution", conditioning=graph15_parts["cond"], latent=base,
+                       upsampler=upsampler, vae=graph15_parts["vae"], image=image, resolution="720p", width=112,
+                       height=64, noise_augmentation=0.7)[0]
+    single = run_node("HunyuanI2VLoadTransformer", **transformer_inputs("tiny15_720p_sr_comfy.safetensors"))[0]
+    pooled = run_node("HunyuanI2VLoadTransformer", **transformer_inputs("tiny15_720p_sr_comfy.safetensors",
+                                                                       gpus=2))[0]
     try:
-        base = run_node("HunyuanI2VSample", **sample_inputs(graph15_parts["single"], graph15_parts["cond"], seed=1,
-                                                            steps=2, frames=5))[0]
-        upsampler = run_node("HunyuanI2VLoadLatentUpsampler", upsampler_name="tiny_upsampler_720p.safetensors")[0]
-        image, _ = test_image(64, 80)
-        sr_cond = run_node("HunyuanI2VSuperResolution", conditioning=graph15_parts["cond"], latent=base,
-                           upsampler=upsampler, vae=graph15_parts["vae"], image=image, resolution="720p", width=112,
-                           height=64, noise_augmentation=0.7)[0]
-        single = run_node("HunyuanI2VLoadTransformer", **transformer_inputs("tiny15_720p_sr_comfy.safetensors"))[0]
-        pooled = run_node("HunyuanI2VLoadTransformer", **transformer_inputs("tiny15_720p_sr_comfy.safetensors",
-                                                                           gpus=2))[0]
-        try:
-            alone = run_node("HunyuanI2VSample", **sample_inputs(single, sr_cond, seed=4, steps=3))[0]["samples"]
-            split = run_node("HunyuanI2VSample", **sample_inputs(pooled, sr_cond, seed=4, steps=3))[0]["samples"]
-        finally:
-            pooled.pool.stop()
+        alone = run_node("HunyuanI2VSample", **sample_inputs(single, sr_cond, seed=4, steps=3))[0]["samples"]
+        split = run_node("HunyuanI2VSample", **sample_inputs(pooled, sr_cond, seed=4, steps=3))[0]["samples"]
     finally:
-        os.environ.pop("HUNYUAN_I2V_MODELS", None)
+        pooled.pool.stop()
     assert alone.shape == (1, 4, 2, 4, 7)
     assert (split - alone).abs().max().item() < TOLERANCE

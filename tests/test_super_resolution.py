@@ -332,16 +332,15 @@ def test_start_image_is_resized_as_tencents_sr_stage_does():
 # ---------------------------------------------------------------- the loader's options on the SR transformer
 
 @pytest.mark.parametrize("cache", ["taylorseer", "first block cache"])
-def test_sr_transformer_with_fp8_storage_a_lora_and_a_cache(sr_root, base_run, upsampler720, tmp_path, cache):
+def test_sr_transformer_with_fp8_storage_a_lora_and_a_cache(sr_root, base_run, upsampler720, tmp_path, cache,
+                                                            monkeypatch):
     """fp8 storage, a LoRA (on the fused q|k|v and the output projection) and each cache work on the SR release as
     on the base: the LoRA moves the result, and fp8 storage keeps it near the bf16 one."""
-    import os
-
     from parallel_harness import write_lora
 
     root, _ = sr_root
     sr_cond = run_node("HunyuanI2VSuperResolution", **sr_inputs(base_run, upsampler720))[0]
-    os.environ["HUNYUAN_I2V_MODELS"] = str(root)
+    monkeypatch.setenv("HUNYUAN_I2V_MODELS", str(root))  # put back afterwards: base_run's models stay reachable
     lora = write_lora(root / "loras" / "sr_lora.safetensors", demo.TRANSFORMER_HEADS * demo.TRANSFORMER_HEAD_DIM, C)
     try:
         runs = {}
@@ -354,18 +353,18 @@ def test_sr_transformer_with_fp8_storage_a_lora_and_a_cache(sr_root, base_run, u
                                                                       cache_threshold=0.05))[0]["samples"]
     finally:
         lora.unlink()
-        os.environ.pop("HUNYUAN_I2V_MODELS", None)
     assert all(torch.isfinite(x).all() for x in runs.values())
     scale = runs["bf16"].abs().mean().item()
     assert (runs["fp8"] - runs["bf16"]).abs().mean().item() < 0.1 * scale
     assert (runs["fp8+lora"] - runs["fp8"]).abs().mean().item() > 1e-3 * scale
 
 
-def test_sampling_text_says_what_fits_for_the_sr_stage(sr_root, base_run, upsampler720):
+def test_sampling_text_says_what_fits_for_the_sr_stage(sr_root, base_run, upsampler720, monkeypatch):
     """The Sample node's memory plan for the SR release: the estimate at the high size, and what to change when
     nothing fits (the base video's frames or a smaller SR size, not the SR node's own frames)."""
     from hyv_pack.hunyuan_i2v import planner
 
+    monkeypatch.setenv("HUNYUAN_I2V_MODELS", str(sr_root[0]))
     sr_cond = run_node("HunyuanI2VSuperResolution", **sr_inputs(base_run, upsampler720))[0]
     model = run_node("HunyuanI2VLoadTransformer", **transformer_inputs("tiny15_720p_sr_comfy.safetensors"))[0]
     estimate = planner.sample_estimate(model, sr_cond, sr_cond.num_frames)
