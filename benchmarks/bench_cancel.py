@@ -25,8 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hunyuan_i2v import loading, stages  # noqa: E402
-from hunyuan_i2v.hunyuan_video_15 import demo  # noqa: E402
 from hunyuan_i2v.shared.sampling import SamplingSettings  # noqa: E402
+from bench_hunyuan15 import write_mid_size_folder  # noqa: E402  (this folder is the script's, first on sys.path)
 
 
 class Cancelled(Exception):
@@ -58,20 +58,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    from diffusers import HunyuanVideo15Transformer3DModel
-
-    folder = Path(tempfile.mkdtemp()) / "mid15"
-    components = demo.build_components(seed=0, target_size=256)
-    torch.manual_seed(0)
-    components["transformer"] = HunyuanVideo15Transformer3DModel(
-        in_channels=2 * demo.LATENT_CHANNELS + 1, out_channels=demo.LATENT_CHANNELS, num_attention_heads=4,
-        attention_head_dim=64, num_layers=8, num_refiner_layers=2, text_embed_dim=demo.TEXT_HIDDEN,
-        text_embed_2_dim=demo.BYT5_HIDDEN, image_embed_dim=demo.IMAGE_HIDDEN, rope_axes_dim=(16, 24, 24),
-        target_size=256, task_type="i2v",
-    )
-    from diffusers import HunyuanVideo15ImageToVideoPipeline
-
-    HunyuanVideo15ImageToVideoPipeline(**components).save_pretrained(folder)
+    folder = write_mid_size_folder(Path(tempfile.mkdtemp()) / "mid15", target_size=256)
     encoders = loading.load_text_encoders(loading.TextEncoderSources(folder=folder), "fp32", device="cpu")
     vae = loading.load_vae(folder, "fp32")
     model = loading.load_model(folder, "fp32")

@@ -31,17 +31,17 @@ PROMPT = 'a cat walks past a sign that says "HELLO"'
 NEGATIVE = "blurry, static"
 
 
-def write_mid_size_folder(folder: Path) -> Path:
+def write_mid_size_folder(folder: Path, target_size: int = 128) -> Path:
     """The tiny components with a mid-size transformer (real block layout, 8 blocks of 4 x 64 heads)."""
     from diffusers import HunyuanVideo15ImageToVideoPipeline, HunyuanVideo15Transformer3DModel
 
-    components = demo.build_components(seed=0, target_size=128)
+    components = demo.build_components(seed=0, target_size=target_size)
     torch.manual_seed(0)
     components["transformer"] = HunyuanVideo15Transformer3DModel(
         in_channels=2 * demo.LATENT_CHANNELS + 1, out_channels=demo.LATENT_CHANNELS, num_attention_heads=4,
         attention_head_dim=64, num_layers=8, num_refiner_layers=2, text_embed_dim=demo.TEXT_HIDDEN,
         text_embed_2_dim=demo.BYT5_HIDDEN, image_embed_dim=demo.IMAGE_HIDDEN, rope_axes_dim=(16, 24, 24),
-        target_size=128, task_type="i2v",
+        target_size=target_size, task_type="i2v",
     ).eval()
     HunyuanVideo15ImageToVideoPipeline(**components).save_pretrained(str(folder))
     return folder

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,28 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hunyuan_i2v import loading, stages  # noqa: E402
 from hunyuan_i2v.parallel import pool  # noqa: E402
-from hunyuan_i2v.hunyuan_video_15 import demo  # noqa: E402
 from hunyuan_i2v.shared.sampling import SamplingSettings  # noqa: E402
-
-
-class Cancelled(Exception):
-    pass
-
-
-def build_folder() -> Path:
-    from diffusers import HunyuanVideo15ImageToVideoPipeline, HunyuanVideo15Transformer3DModel
-
-    folder = Path(tempfile.mkdtemp()) / "mid15"
-    components = demo.build_components(seed=0, target_size=256)
-    torch.manual_seed(0)
-    components["transformer"] = HunyuanVideo15Transformer3DModel(
-        in_channels=2 * demo.LATENT_CHANNELS + 1, out_channels=demo.LATENT_CHANNELS, num_attention_heads=4,
-        attention_head_dim=64, num_layers=8, num_refiner_layers=2, text_embed_dim=demo.TEXT_HIDDEN,
-        text_embed_2_dim=demo.BYT5_HIDDEN, image_embed_dim=demo.IMAGE_HIDDEN, rope_axes_dim=(16, 24, 24),
-        target_size=256, task_type="i2v",
-    )
-    HunyuanVideo15ImageToVideoPipeline(**components).save_pretrained(folder)
-    return folder
+from bench_cancel import measure  # noqa: E402  (this folder is the script's, first on sys.path)
+from bench_hunyuan15 import write_mid_size_folder  # noqa: E402
 
 
 def main() -> None:
@@ -58,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = "1"  # the workers inherit it: one thread each, no oversubscription
     torch.set_num_threads(1)
-    folder = build_folder()
+    folder = write_mid_size_folder(Path(tempfile.mkdtemp()) / "mid15", target_size=256)
     encoders = loading.load_text_encoders(loading.TextEncoderSources(folder=folder), "fp32", device="cpu")
     image = torch.rand(1, 256, 256, 3, generator=torch.Generator().manual_seed(0))
     cond = stages.run_encode(encoders, loading.load_vae(folder, "fp32"), image, "a cat", "", width=256, height=256)
@@ -72,22 +51,13 @@ def main() -> None:
         stages.run_sample(model, cond, settings, on_step=lambda info: step_times.append(time.perf_counter()))
         whole = time.perf_counter() - start
         per_step = max(b - a for a, b in zip([start] + step_times, step_times))
-        latencies = []
-        for _ in range(args.repeats):
-            flag = {"at": None}
-
-            def poll():
-                if flag["at"] is not None:
-                    raise Cancelled()
-
-            timer = threading.Timer(random.uniform(0.1, 0.9) * whole, lambda: flag.update(at=time.perf_counter()))
-            timer.start()
+        def run(poll):
             try:
                 stages.run_sample(model, cond, settings, poll=poll)
-            except Cancelled:
-                latencies.append(time.perf_counter() - flag["at"])
-            timer.cancel()
-            assert model.pool.running  # the workers left together and kept their weights
+            finally:
+                assert model.pool.running  # the workers left together and kept their weights
+
+        latencies = measure(run, whole, args.repeats)
         latencies.sort()
         print(f"{args.workers} CPU workers: whole run {whole:.2f} s ({steps} steps), slowest step {per_step:.2f} s; "
               f"cancel worst {latencies[-1]:.3f} s, median {latencies[len(latencies) // 2]:.3f} s over "

@@ -30,6 +30,7 @@ from ..shared import images
 from ..shared.sampling import SamplingSettings, check_frames
 from . import conditioning, defaults
 from .conditioning import I2VConditioning
+from .sampling import denoise, first_frame_condition
 
 
 @dataclass
@@ -192,8 +193,6 @@ def condition_channels(cond: SRConditioning, first_frame: torch.Tensor, seed: in
 
 def sample(transformer, cond: SRConditioning, settings: SamplingSettings, device, on_step=None) -> torch.Tensor:
     """Denoise at the high size and return latents [1, C, f, H/16, W/16] (float32, VAE-scaled)."""
-    from .sampling import denoise, first_frame_condition
-
     check_frames(settings.num_frames, cond.temporal_ratio)
     device = torch.device(device)
     shape = tuple(cond.low_res.shape)
